@@ -1,0 +1,1 @@
+"""Customer profiles, identities and merging, consent."""

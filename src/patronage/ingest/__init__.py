@@ -1,0 +1,1 @@
+"""Importers (Shopify CSV, generic CSV) and inbound webhooks."""

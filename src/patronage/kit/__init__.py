@@ -1,0 +1,1 @@
+"""Domain-free helpers: money, clock, time parsing, phones, secrets."""

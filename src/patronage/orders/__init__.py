@@ -1,0 +1,1 @@
+"""Orders, their lines, status timeline, refunds and exchange rates."""

@@ -1,0 +1,207 @@
+"""All SQL of orders, lines, status changes, refunds, exchange rates and products-by-sku."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from patronage.catalog.models import Product
+from patronage.db.conflicts import insert_ignoring_conflicts
+from patronage.orders.models import ExchangeRate, Order, OrderLine, OrderStatusChange, Refund
+
+_CHUNK = 500
+orders_table = Order.__table__
+lines_table = OrderLine.__table__
+changes_table = OrderStatusChange.__table__
+refunds_table = Refund.__table__
+
+
+def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def all_rates(session: Session, store_id: int) -> list[tuple[str, date, Decimal]]:
+    """Return every exchange rate of the store, by currency and date."""
+    rows = session.execute(
+        select(ExchangeRate.currency, ExchangeRate.rate_date, ExchangeRate.rate)
+        .where(ExchangeRate.store_id == store_id)
+        .order_by(ExchangeRate.currency, ExchangeRate.rate_date)
+    )
+    return [(currency, rate_date, rate) for currency, rate_date, rate in rows]
+
+
+def upsert_rate(
+    session: Session, *, store_id: int, currency: str, rate_date: date, rate: Decimal, source: str
+) -> None:
+    """Insert or replace one dated rate."""
+    table = ExchangeRate.__table__
+    session.execute(
+        delete(table).where(
+            table.c.store_id == store_id, table.c.currency == currency,
+            table.c.rate_date == rate_date,
+        )
+    )  # fmt: skip
+    session.execute(
+        insert(table).values(
+            store_id=store_id, currency=currency, rate_date=rate_date, rate=rate, source=source
+        )
+    )
+
+
+def find_orders(
+    session: Session, store_id: int, source: str, external_ids: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Return stored orders of one source by external id."""
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(sorted(set(external_ids))):
+        rows = session.execute(
+            select(orders_table).where(
+                orders_table.c.store_id == store_id,
+                orders_table.c.source == source,
+                orders_table.c.external_id.in_(chunk),
+            )
+        ).mappings()
+        for row in rows:
+            found[row["external_id"]] = dict(row)
+    return found
+
+
+def refund_totals(session: Session, order_ids: Sequence[int]) -> dict[int, tuple[Decimal, set[str]]]:
+    """Return, per order, the sum of its stored refunds and their external ids."""
+    totals: dict[int, tuple[Decimal, set[str]]] = {}
+    for chunk in _chunks(sorted(set(order_ids))):
+        rows = session.execute(
+            select(refunds_table.c.order_id, refunds_table.c.external_id, refunds_table.c.amount)
+            .where(refunds_table.c.order_id.in_(chunk))
+        )  # fmt: skip
+        for order_id, external_id, amount in rows:
+            total, ids = totals.get(order_id, (Decimal(0), set()))
+            ids.add(external_id)
+            totals[order_id] = (total + amount, ids)
+    return totals
+
+
+def insert_orders(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert orders in bulk and return their ids in input order."""
+    if not rows:
+        return []
+    result = session.execute(
+        insert(orders_table).returning(orders_table.c.id, sort_by_parameter_order=True), rows
+    )
+    return [row[0] for row in result]
+
+
+def update_orders(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Update orders in bulk; each row holds `id` and every column to set."""
+    if rows:
+        session.execute(update(Order), rows)
+
+
+def replace_lines(session: Session, order_ids: Sequence[int], rows: list[dict[str, Any]]) -> None:
+    """Delete the lines of these orders and insert `rows` instead."""
+    for chunk in _chunks(list(order_ids)):
+        session.execute(delete(lines_table).where(lines_table.c.order_id.in_(chunk)))
+    if rows:
+        session.execute(insert(lines_table), rows)
+
+
+def insert_lines(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert line rows in bulk."""
+    if rows:
+        session.execute(insert(lines_table), rows)
+
+
+def add_status_changes(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert timeline steps, skipping those already recorded."""
+    insert_ignoring_conflicts(
+        session, changes_table, rows, keys=("order_id", "status", "occurred_at")
+    )
+
+
+def add_refunds(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert refunds, skipping those already recorded."""
+    insert_ignoring_conflicts(session, refunds_table, rows, keys=("order_id", "external_id"))
+
+
+def products_by_sku(session: Session, store_id: int, skus: Iterable[str]) -> dict[str, tuple[int, str | None]]:
+    """Return (product id, category) by SKU."""
+    found: dict[str, tuple[int, str | None]] = {}
+    for chunk in _chunks(sorted(set(skus))):
+        rows = session.execute(
+            select(Product.sku, Product.id, Product.category).where(
+                Product.store_id == store_id, Product.sku.in_(chunk)
+            )
+        )
+        for sku, product_id, category in rows:
+            found[sku] = (product_id, category)
+    return found
+
+
+def insert_products(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert products, skipping SKUs that already exist."""
+    insert_ignoring_conflicts(session, Product.__table__, rows, keys=("store_id", "sku"))
+
+
+def get_order(session: Session, store_id: int, order_id: int) -> Order | None:
+    """Return one order of the store."""
+    return session.scalars(
+        select(Order).where(Order.store_id == store_id, Order.id == order_id)
+    ).first()
+
+
+def orders_of_customer(session: Session, store_id: int, customer_id: int, limit: int) -> list[Order]:
+    """Return a customer's orders, newest first."""
+    return list(
+        session.scalars(
+            select(Order)
+            .where(Order.store_id == store_id, Order.customer_id == customer_id)
+            .order_by(Order.placed_at.desc(), Order.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def lines_of(session: Session, order_ids: Sequence[int]) -> dict[int, list[OrderLine]]:
+    """Return the lines of these orders, by order id."""
+    grouped: dict[int, list[OrderLine]] = {}
+    for chunk in _chunks(list(order_ids)):
+        for line in session.scalars(
+            select(OrderLine).where(OrderLine.order_id.in_(chunk)).order_by(OrderLine.line_number)
+        ):
+            grouped.setdefault(line.order_id, []).append(line)
+    return grouped
+
+
+def timelines_of(session: Session, order_ids: Sequence[int]) -> dict[int, list[OrderStatusChange]]:
+    """Return the status timelines of these orders, by order id, oldest step first."""
+    grouped: dict[int, list[OrderStatusChange]] = {}
+    for chunk in _chunks(list(order_ids)):
+        for change in session.scalars(
+            select(OrderStatusChange)
+            .where(OrderStatusChange.order_id.in_(chunk))
+            .order_by(OrderStatusChange.occurred_at, OrderStatusChange.id)
+        ):
+            grouped.setdefault(change.order_id, []).append(change)
+    return grouped
+
+
+def refunds_of(session: Session, order_ids: Sequence[int]) -> dict[int, list[Refund]]:
+    """Return the refunds of these orders, by order id."""
+    grouped: dict[int, list[Refund]] = {}
+    for chunk in _chunks(list(order_ids)):
+        for refund in session.scalars(
+            select(Refund).where(Refund.order_id.in_(chunk)).order_by(Refund.refunded_at)
+        ):
+            grouped.setdefault(refund.order_id, []).append(refund)
+    return grouped
+
+
+def count_orders(session: Session, store_id: int) -> int:
+    """Return how many orders the store has."""
+    return session.scalar(select(func.count()).where(orders_table.c.store_id == store_id)) or 0

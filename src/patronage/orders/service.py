@@ -1,0 +1,404 @@
+"""Recording orders from any source: one batched, idempotent upsert that every door shares."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from patronage.customers.schemas import CustomerIn
+from patronage.customers.service import resolve_customers
+from patronage.errors import NotFoundError, ValidationFailedError
+from patronage.kit.clock import utcnow
+from patronage.kit.money import is_currency_code, quantize
+from patronage.orders import repository
+from patronage.orders.fx import RateBook, load_rate_book
+from patronage.orders.models import Order
+from patronage.orders.schemas import ZERO, OrderIn, RefundIn, UpsertSummary
+from patronage.stores.models import Store
+
+_TIMESTAMPS = ("paid_at", "shipped_at", "delivered_at", "cancelled_at", "returned_at")
+_MAX_PLACES = 4
+
+
+def validate_order(order: OrderIn) -> None:
+    """Raise ValidationFailedError naming the field if the order cannot be recorded as given."""
+    if not order.external_id:
+        raise ValidationFailedError("order id is empty", field="external_id")
+    if not is_currency_code(order.currency):
+        raise ValidationFailedError(f"currency {order.currency!r} is not an ISO 4217 code",
+                                    field="currency")  # fmt: skip
+    amounts: list[tuple[str, Decimal | None]] = [
+        ("total", order.total), ("subtotal", order.subtotal), ("discount", order.discount),
+        ("shipping", order.shipping), ("tax", order.tax), ("total_base", order.total_base),
+        ("refunded", order.refunded),
+    ]  # fmt: skip
+    for index, line in enumerate(order.lines, start=1):
+        amounts.append((f"lines[{index}].unit_price", line.unit_price))
+        amounts.append((f"lines[{index}].discount", line.discount))
+        if line.quantity < 0:
+            raise ValidationFailedError(f"line {index} has a negative quantity",
+                                        field=f"lines[{index}].quantity")  # fmt: skip
+    for refund in order.refunds:
+        amounts.append((f"refund {refund.external_id}", refund.amount))
+    for field, amount in amounts:
+        if amount is None:
+            continue
+        if amount < 0:
+            raise ValidationFailedError(f"{field} is negative: {amount}", field=field)
+        exponent = amount.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -_MAX_PLACES:
+            raise ValidationFailedError(
+                f"{field} has more than {_MAX_PLACES} decimal places: {amount}", field=field
+            )
+        if abs(amount) >= Decimal("1e13"):
+            raise ValidationFailedError(f"{field} is implausibly large: {amount}", field=field)
+
+
+def upsert_orders(
+    session: Session,
+    store: Store,
+    orders: Sequence[OrderIn],
+    *,
+    rate_book: RateBook | None = None,
+) -> UpsertSummary:
+    """Create or update orders keyed by (source, external id); replaying the same input changes nothing.
+
+    Timestamps merge (a late, older delivery never erases a later step), lines are replaced when the
+    input has lines, refunds are added by their id, and the status is derived from the timeline.
+    """
+    summary = UpsertSummary()
+    if not orders:
+        return summary
+    for order in orders:
+        validate_order(order)
+    book = rate_book or load_rate_book(session, store.id, store.base_currency)
+    customer_ids = _resolve_order_customers(session, store.id, orders, summary)
+
+    by_source: dict[str, list[int]] = {}
+    for index, order in enumerate(orders):
+        by_source.setdefault(order.source, []).append(index)
+    order_ids: list[int] = [0] * len(orders)
+    for source, indexes in by_source.items():
+        _upsert_one_source(
+            session, store, book, source, [orders[i] for i in indexes],
+            [customer_ids[i] for i in indexes], summary, indexes, order_ids,
+        )  # fmt: skip
+    summary.order_ids = order_ids
+    return summary
+
+
+def _resolve_order_customers(
+    session: Session, store_id: int, orders: Sequence[OrderIn], summary: UpsertSummary
+) -> list[int | None]:
+    wanted: list[tuple[int, CustomerIn]] = []
+    for index, order in enumerate(orders):
+        customer = order.customer
+        if customer is None and order.email:
+            customer = CustomerIn(source=order.source, email=order.email.lower())
+        if customer is not None:
+            if customer.seen_at is None:
+                customer.seen_at = order.placed_at
+            wanted.append((index, customer))
+    resolved = resolve_customers(session, store_id, [customer for _, customer in wanted])
+    customer_ids: list[int | None] = [None] * len(orders)
+    for (index, _), result in zip(wanted, resolved, strict=True):
+        customer_ids[index] = result.customer_id
+        summary.customers_created += result.created
+    return customer_ids
+
+
+def _fingerprint(order: OrderIn, customer_id: int | None) -> str:
+    return hashlib.blake2b(repr((order, customer_id)).encode(), digest_size=16).hexdigest()
+
+
+def _upsert_one_source(
+    session: Session,
+    store: Store,
+    book: RateBook,
+    source: str,
+    orders: list[OrderIn],
+    customer_ids: list[int | None],
+    summary: UpsertSummary,
+    positions: list[int],
+    order_ids: list[int],
+) -> None:
+    # The last description of an order in the batch wins.
+    latest: dict[str, int] = {}
+    for index, order in enumerate(orders):
+        latest[order.external_id] = index
+    existing = repository.find_orders(session, store.id, source, list(latest))
+    refunds_held = repository.refund_totals(session, [row["id"] for row in existing.values()])
+    now = utcnow()
+    skus = {line.sku for order in orders for line in order.lines if line.sku}
+    products = _ensure_products(session, store, orders, skus, now)
+
+    new_rows: list[dict[str, Any]] = []
+    new_orders: list[OrderIn] = []
+    updated_rows: list[dict[str, Any]] = []
+    updated_orders: list[OrderIn] = []
+    for external_id, index in latest.items():
+        order, customer_id = orders[index], customer_ids[index]
+        fingerprint = _fingerprint(order, customer_id)
+        held = existing.get(external_id)
+        if held is not None and held["content_hash"] == fingerprint:
+            summary.unchanged += 1
+            continue
+        held_refunds = refunds_held.get(held["id"], (ZERO, set())) if held else (ZERO, set())
+        row = _order_row(store, book, order, customer_id, held, held_refunds, fingerprint, now)
+        if held is None:
+            new_rows.append(row)
+            new_orders.append(order)
+        else:
+            row["id"] = held["id"]
+            updated_rows.append(row)
+            updated_orders.append(order)
+
+    new_ids = repository.insert_orders(session, new_rows)
+    for row, new_id in zip(new_rows, new_ids, strict=True):
+        row["id"] = new_id
+    repository.update_orders(session, updated_rows)
+    summary.created += len(new_rows)
+    summary.updated += len(updated_rows)
+
+    line_rows: list[dict[str, Any]] = []
+    replaced: list[int] = []
+    change_rows: list[dict[str, Any]] = []
+    refund_rows: list[dict[str, Any]] = []
+    for row, order, is_new in [
+        *((row, order, True) for row, order in zip(new_rows, new_orders, strict=True)),
+        *((row, order, False) for row, order in zip(updated_rows, updated_orders, strict=True)),
+    ]:
+        if order.lines:
+            if not is_new:
+                replaced.append(row["id"])
+            line_rows.extend(_line_rows(store.id, row["id"], order, products))
+        change_rows.extend(_timeline_rows(store.id, row, order))
+        refund_rows.extend(_refund_rows(store, row, order))
+    repository.replace_lines(session, replaced, [])
+    repository.insert_lines(session, line_rows)
+    repository.add_status_changes(session, change_rows)
+    repository.add_refunds(session, refund_rows)
+
+    ids_by_external = {row["external_id"]: row["id"] for row in new_rows + updated_rows}
+    ids_by_external.update({key: row["id"] for key, row in existing.items()})
+    for index, order in enumerate(orders):
+        order_ids[positions[index]] = ids_by_external[order.external_id]
+
+
+def _ensure_products(
+    session: Session, store: Store, orders: list[OrderIn], skus: set[str], now: datetime
+) -> dict[str, tuple[int, str | None]]:
+    """Return products by SKU, adding to the catalog the SKUs first seen on these orders."""
+    if not skus:
+        return {}
+    products = repository.products_by_sku(session, store.id, skus)
+    missing = skus - products.keys()
+    if missing:
+        rows: dict[str, dict[str, Any]] = {}
+        for order in orders:
+            for line in order.lines:
+                if line.sku in missing and line.sku not in rows:
+                    rows[line.sku] = {
+                        "store_id": store.id, "sku": line.sku, "title": line.title[:500],
+                        "category": line.category, "price": line.unit_price,
+                        "currency": order.currency, "created_at": now, "updated_at": now,
+                    }  # fmt: skip
+        repository.insert_products(session, list(rows.values()))
+        products.update(repository.products_by_sku(session, store.id, missing))
+    return products
+
+
+def _order_row(
+    store: Store,
+    book: RateBook,
+    order: OrderIn,
+    customer_id: int | None,
+    held: dict[str, Any] | None,
+    held_refunds: tuple[Decimal, set[str]],
+    fingerprint: str,
+    now: datetime,
+) -> dict[str, Any]:
+    base = store.base_currency
+    if order.total_base is not None and order.total > 0:
+        rate = (order.total_base / order.total).quantize(Decimal("1e-10"))
+    else:
+        rate = book.rate(order.currency, order.placed_at.date())
+    subtotal = order.subtotal
+    if subtotal is None:
+        subtotal = (
+            sum((line.total for line in order.lines), ZERO)
+            if order.lines
+            else order.total - order.shipping - order.tax + order.discount
+        )
+    held_refund_total, held_refund_ids = held_refunds
+    new_refunds = sum(
+        (refund.amount for refund in order.refunds if refund.external_id not in held_refund_ids),
+        ZERO,
+    )
+    refunded = max(held_refund_total + new_refunds, order.refunded or ZERO)
+    if held is not None:
+        refunded = max(refunded, held["refunded"])
+    refunded = min(refunded, order.total)
+    total_base = order.total_base if order.total_base is not None else order.total * rate
+    row: dict[str, Any] = {
+        "store_id": store.id,
+        "source": order.source,
+        "external_id": order.external_id,
+        "name": order.name,
+        "customer_id": customer_id,
+        "email": order.email,
+        "market": order.market,
+        "channel": order.channel,
+        "currency": order.currency,
+        "subtotal": subtotal,
+        "discount": order.discount,
+        "shipping": order.shipping,
+        "tax": order.tax,
+        "total": order.total,
+        "refunded": refunded,
+        "fx_rate": rate,
+        "subtotal_base": quantize(subtotal * rate, base),
+        "total_base": quantize(total_base, base),
+        "refunded_base": quantize(refunded * rate, base),
+        "financial_status": order.financial_status,
+        "fulfillment_status": order.fulfillment_status,
+        "placed_at": order.placed_at,
+        "carrier": order.carrier,
+        "tracking_number": order.tracking_number,
+        "promised_delivery_date": order.promised_delivery_date,
+        "discount_codes": order.discount_codes,
+        "tags": order.tags,
+        "attributes": order.attributes,
+        "content_hash": fingerprint,
+        "updated_at": now,
+    }
+    for field in _TIMESTAMPS:
+        row[field] = getattr(order, field)
+    if held is None:
+        row["created_at"] = now
+    else:
+        _merge_with_held(row, held, order)
+    row["status"] = derive_status(row)
+    return row
+
+
+def _merge_with_held(row: dict[str, Any], held: dict[str, Any], order: OrderIn) -> None:
+    """Keep what the store already knew where this description is silent."""
+    for field in _TIMESTAMPS:
+        if row[field] is None:
+            row[field] = held[field]
+    for field in ("name", "customer_id", "email", "market", "channel", "carrier",
+                  "tracking_number", "promised_delivery_date", "financial_status",
+                  "fulfillment_status"):  # fmt: skip
+        if row[field] in (None, ""):
+            row[field] = held[field]
+    if not order.discount_codes:
+        row["discount_codes"] = held["discount_codes"]
+    if not order.tags:
+        row["tags"] = held["tags"]
+    row["attributes"] = {**(held["attributes"] or {}), **(order.attributes or {})}
+    row["placed_at"] = min(row["placed_at"], held["placed_at"])
+
+
+def derive_status(row: dict[str, Any]) -> str:
+    """The order's current status, derived from its timeline and refunds."""
+    total, refunded = row["total"], row["refunded"]
+    if row["cancelled_at"] is not None:
+        return "cancelled"
+    if refunded > 0 and refunded >= total:
+        return "returned" if row["returned_at"] is not None else "refunded"
+    if row["returned_at"] is not None:
+        return "returned"
+    if refunded > 0:
+        return "partially_refunded"
+    for field, status in (("delivered_at", "delivered"), ("shipped_at", "shipped"),
+                          ("paid_at", "paid")):  # fmt: skip
+        if row[field] is not None:
+            return status
+    return "placed"
+
+
+def _line_rows(
+    store_id: int, order_id: int, order: OrderIn, products: dict[str, tuple[int, str | None]]
+) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(order.lines, start=1):
+        product = products.get(line.sku) if line.sku else None
+        rows.append(
+            {
+                "store_id": store_id, "order_id": order_id, "line_number": number,
+                "external_id": line.external_id, "product_id": product[0] if product else None,
+                "sku": line.sku, "title": line.title[:500],
+                "category": line.category or (product[1] if product else None),
+                "quantity": line.quantity, "unit_price": line.unit_price,
+                "discount": line.discount, "total": line.total,
+                "refunded_quantity": line.refunded_quantity,
+            }  # fmt: skip
+        )
+    return rows
+
+
+def _timeline_rows(store_id: int, row: dict[str, Any], order: OrderIn) -> list[dict[str, Any]]:
+    steps: list[tuple[str, datetime | None, dict[str, Any]]] = [
+        ("placed", row["placed_at"], {}),
+        ("paid", row["paid_at"], {}),
+        ("shipped", row["shipped_at"], {
+            key: str(row[key]) for key in ("carrier", "tracking_number", "promised_delivery_date")
+            if row[key] is not None
+        }),
+        ("delivered", row["delivered_at"], {}),
+        ("cancelled", row["cancelled_at"], {}),
+        ("returned", row["returned_at"], {}),
+    ]  # fmt: skip
+    for refund in order.refunds:
+        steps.append(("refunded", refund.refunded_at,
+                      {"refund": refund.external_id, "amount": str(refund.amount)}))  # fmt: skip
+    return [
+        {"store_id": store_id, "order_id": row["id"], "status": status, "occurred_at": moment,
+         "details": details}  # fmt: skip
+        for status, moment, details in steps
+        if moment is not None
+    ]
+
+
+def _refund_rows(store: Store, row: dict[str, Any], order: OrderIn) -> list[dict[str, Any]]:
+    rows = []
+    for refund in order.refunds:
+        amount_base = refund.amount_base
+        if amount_base is None:
+            amount_base = refund.amount * row["fx_rate"]
+        rows.append(
+            {
+                "store_id": store.id, "order_id": row["id"], "external_id": refund.external_id,
+                "amount": refund.amount, "amount_base": quantize(amount_base, store.base_currency),
+                "currency": row["currency"], "refunded_at": refund.refunded_at,
+                "reason": refund.reason, "lines": refund.lines, "restock": refund.restock,
+            }  # fmt: skip
+        )
+    return rows
+
+
+def record_refund(
+    session: Session, store: Store, *, source: str, order_external_id: str, refund: RefundIn
+) -> Order:
+    """Add a refund to a known order (e.g. Shopify's refunds/create); replaying it changes nothing."""
+    existing = repository.find_orders(session, store.id, source, [order_external_id])
+    held = existing.get(order_external_id)
+    if held is None:
+        raise NotFoundError(f"order {order_external_id} from {source} is not known yet")
+    order = OrderIn(
+        source=source, external_id=order_external_id, currency=held["currency"],
+        placed_at=held["placed_at"], total=held["total"], subtotal=held["subtotal"],
+        discount=held["discount"], shipping=held["shipping"], tax=held["tax"],
+        total_base=held["total_base"], refunds=[refund],
+    )  # fmt: skip
+    order.returned_at = refund.refunded_at if refund.restock else None
+    upsert_orders(session, store, [order])
+    found = repository.get_order(session, store.id, held["id"])
+    assert found is not None
+    return found

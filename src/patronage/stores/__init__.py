@@ -1,0 +1,1 @@
+"""Stores (tenants), their API keys and settings."""

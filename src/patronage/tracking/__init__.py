@@ -1,0 +1,1 @@
+"""Behavioural events and the Segment-compatible tracking intake."""
