@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+from fastapi.testclient import TestClient
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -107,3 +108,33 @@ def new_store(session: Session) -> NewStore:
 def store(new_store: NewStore) -> Store:
     """The store of `new_store`."""
     return new_store.store
+
+
+@pytest.fixture
+def committed_store(engine: Engine) -> NewStore:
+    """A store whose rows are committed, for tests that go through the API or other processes."""
+    from patronage.db.session import session_scope
+
+    with session_scope(engine) as session:
+        return create_store(
+            session, name=f"Live {uuid.uuid4().hex[:6]}", base_currency="USD",
+            timezone="Asia/Shanghai", markets=["US", "DE", "IN"],
+        )  # fmt: skip
+
+
+@pytest.fixture
+def api_client(engine: Engine) -> Iterator[TestClient]:
+    """An in-process HTTP client for the API on the test database."""
+    from patronage.api.app import create_app
+
+    with TestClient(create_app(engine)) as client:
+        yield client
+
+
+@pytest.fixture
+def live_server(engine: Engine) -> Iterator[str]:
+    """The API served by uvicorn on a loopback port, for real client libraries; yields its URL."""
+    from tests.support import serve_in_thread
+
+    with serve_in_thread(engine) as url:
+        yield url

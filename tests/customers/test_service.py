@@ -64,11 +64,11 @@ def test_shared_identity_merges_two_existing_customers(session: Session, store: 
     assert merged is not None and merged.merged_into_id == survivor
     assert get_customer(session, store.id, loser).id == survivor
     assert get_customer(session, store.id, survivor).first_name == "Cy"
-    merge = session.scalars(select(CustomerMerge)).one()
+    merge = session.scalars(select(CustomerMerge).where(CustomerMerge.store_id == store.id)).one()
     assert (merge.surviving_id, merge.merged_id) == (survivor, loser)
     from patronage.orders.models import Order
 
-    order = session.scalars(select(Order).where(Order.external_id == "o-1")).one()
+    order = session.scalars(select(Order).where(Order.store_id == store.id, Order.external_id == "o-1")).one()
     assert order.customer_id == survivor
 
 

@@ -72,3 +72,129 @@ def normalise_email(raw: str | None) -> str | None:
     if not local or "." not in domain or " " in cleaned:
         raise ValueError(f"not an email address: {raw!r}")
     return cleaned
+
+
+# --- The customer 360 view (API and CLI output) ---------------------------------------------
+
+from pydantic import BaseModel  # noqa: E402
+
+
+class IdentityOut(BaseModel):
+    """One identity of the customer."""
+
+    kind: str
+    value: str
+    source: str
+    created_at: datetime
+
+
+class ConsentOut(BaseModel):
+    """Current consent for one channel."""
+
+    channel: str
+    status: str
+    source: str
+    recorded_at: datetime
+
+
+class TimelineStepOut(BaseModel):
+    """One step of an order's timeline."""
+
+    status: str
+    occurred_at: datetime
+    details: dict[str, Any]
+
+
+class OrderLineOut(BaseModel):
+    """One line of an order."""
+
+    sku: str | None
+    title: str
+    category: str | None
+    quantity: int
+    unit_price: str
+    total: str
+    refunded_quantity: int
+
+
+class RefundOut(BaseModel):
+    """A refund on an order."""
+
+    external_id: str
+    amount: str
+    amount_base: str
+    refunded_at: datetime
+    reason: str | None
+
+
+class OrderOut(BaseModel):
+    """An order with its lines and timeline; money as decimal strings."""
+
+    id: int
+    source: str
+    external_id: str
+    name: str | None
+    status: str
+    market: str | None
+    currency: str
+    total: str
+    total_base: str
+    refunded: str
+    refunded_base: str
+    fx_rate: str
+    placed_at: datetime
+    paid_at: datetime | None
+    shipped_at: datetime | None
+    delivered_at: datetime | None
+    cancelled_at: datetime | None
+    carrier: str | None
+    tracking_number: str | None
+    promised_delivery_date: date | None
+    lines: list[OrderLineOut]
+    timeline: list[TimelineStepOut]
+    refunds: list[RefundOut]
+
+
+class EventOut(BaseModel):
+    """A recent behavioural event."""
+
+    message_id: str
+    type: str
+    name: str | None
+    occurred_at: datetime
+    properties: dict[str, Any]
+
+
+class MergeOut(BaseModel):
+    """A customer folded into this one."""
+
+    merged_id: int
+    reason: str
+    merged_at: datetime
+
+
+class CustomerOut(BaseModel):
+    """The customer 360: profile, identities, consent, orders with timelines, recent events."""
+
+    id: int
+    store_id: int
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    country: str | None
+    language: str | None
+    timezone: str | None
+    currency: str | None
+    birthday: date | None
+    tags: list[str]
+    attributes: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    first_seen_at: datetime | None
+    identities: list[IdentityOut]
+    consents: list[ConsentOut]
+    merged_from: list[MergeOut]
+    order_count: int
+    orders: list[OrderOut]
+    events: list[EventOut]

@@ -1,0 +1,1 @@
+"""The HTTP API: app factory, auth dependencies, problem+json errors."""

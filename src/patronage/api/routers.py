@@ -1,0 +1,12 @@
+"""Every domain's router, mounted in one place."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+
+def include_routers(app: FastAPI) -> None:
+    """Mount the domain routers on the app."""
+    from patronage.customers.routes import router as customers_router
+
+    app.include_router(customers_router)

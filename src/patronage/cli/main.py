@@ -1,0 +1,166 @@
+"""The `patronage` command: one sub-command group per domain."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+import typer
+
+from patronage.cli.output import console, fail, print_json
+from patronage.db.engine import get_engine
+from patronage.db.migrate import current_revision, head_revision, upgrade
+from patronage.db.session import session_scope
+from patronage.errors import PatronageError
+
+app = typer.Typer(
+    help="Patronage: service marketing and loyalty for cross-border e-commerce stores.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+stores_app = typer.Typer(help="Stores (tenants) and their keys.", no_args_is_help=True)
+fx_app = typer.Typer(help="Exchange rates to the store's base currency.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(stores_app, name="stores")
+app.add_typer(fx_app, name="fx")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+StoreOption = Annotated[int, typer.Option("--store", help="Store id.")]
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Create or migrate the schema of PATRONAGE_DATABASE_URL."""
+    engine = get_engine()
+    upgrade(engine, revision)
+    console.print(f"schema at revision [bold]{current_revision(engine)}[/] ({engine.url.render_as_string()})")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show the schema revision of the database and of the code."""
+    engine = get_engine()
+    console.print(f"database: {current_revision(engine)}  code: {head_revision()}")
+
+
+@stores_app.command("create")
+def stores_create(
+    name: Annotated[str, typer.Argument(help="Store name.")],
+    currency: Annotated[str, typer.Option(help="Base currency (ISO 4217).")] = "USD",
+    timezone: Annotated[str, typer.Option(help="IANA time zone.")] = "UTC",
+    language: Annotated[str, typer.Option(help="Default language.")] = "en",
+    market: Annotated[list[str] | None, typer.Option(help="A market (country code); repeat.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a store and print its id, secret API key, publishable write key and webhook secret."""
+    from patronage.stores.service import create_store
+
+    upgrade(get_engine())
+    try:
+        with session_scope() as session:
+            created = create_store(
+                session, name=name, base_currency=currency, timezone=timezone,
+                default_language=language, markets=market or [],
+            )  # fmt: skip
+            result = {
+                "id": created.store.id, "name": created.store.name,
+                "base_currency": created.store.base_currency, "timezone": created.store.timezone,
+                "markets": created.store.markets, "secret_key": created.secret_key,
+                "publishable_key": created.publishable_key,
+                "webhook_secret": created.webhook_secret,
+            }  # fmt: skip
+    except PatronageError as error:
+        fail(error.detail)
+    if as_json:
+        print_json(result)
+        return
+    console.print(f"[bold green]store {result['id']}[/] {result['name']} ({result['base_currency']})")
+    console.print(f"secret key:      {result['secret_key']}   (admin API; shown once)")
+    console.print(f"publishable key: {result['publishable_key']}   (tracking write key)")
+    console.print(f"webhook secret:  {result['webhook_secret']}")
+
+
+@stores_app.command("list")
+def stores_list(as_json: JsonOption = False) -> None:
+    """List the stores."""
+    from rich.table import Table
+
+    from patronage.stores.repository import list_stores
+
+    with session_scope() as session:
+        rows = [
+            {"id": s.id, "name": s.name, "base_currency": s.base_currency, "timezone": s.timezone,
+             "markets": s.markets}  # fmt: skip
+            for s in list_stores(session)
+        ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "name", "currency", "time zone", "markets")
+    for row in rows:
+        table.add_row(str(row["id"]), row["name"], row["base_currency"], row["timezone"],
+                      ", ".join(row["markets"]))  # fmt: skip
+    console.print(table)
+
+
+@stores_app.command("set-webhook-secret")
+def stores_set_webhook_secret(store: StoreOption, secret: Annotated[str, typer.Argument()]) -> None:
+    """Use your platform app's signing secret (e.g. Shopify's client secret) for webhooks."""
+    from patronage.stores.service import get_store, set_webhook_secret
+
+    try:
+        with session_scope() as session:
+            set_webhook_secret(session, get_store(session, store), secret)
+    except PatronageError as error:
+        fail(error.detail)
+    console.print("webhook secret updated")
+
+
+@fx_app.command("set")
+def fx_set(
+    store: StoreOption,
+    currency: Annotated[str, typer.Argument(help="Currency, e.g. EUR.")],
+    rate: Annotated[str, typer.Argument(help="Base-currency units per unit of CURRENCY.")],
+    on: Annotated[str | None, typer.Option("--date", help="Date (YYYY-MM-DD); default today.")] = None,
+) -> None:
+    """Record the exchange rate of CURRENCY on a date."""
+    from patronage.orders.fx import set_rate
+
+    try:
+        value = Decimal(rate)
+        rate_date = date.fromisoformat(on) if on else date.today()
+    except (InvalidOperation, ValueError) as error:
+        fail(f"bad rate or date: {error}")
+    try:
+        with session_scope() as session:
+            set_rate(session, store, currency=currency, rate_date=rate_date, rate=value,
+                     source="cli")  # fmt: skip
+    except PatronageError as error:
+        fail(error.detail)
+    console.print(f"1 {currency.upper()} = {value} (store {store}) on {rate_date}")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve the HTTP API (migrating the schema first)."""
+    import uvicorn
+
+    from patronage.api.app import create_app
+
+    upgrade(get_engine())
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+def _register_groups() -> None:
+    from patronage.cli import demo, importing
+
+    app.add_typer(importing.app, name="import")
+    app.command("demo")(demo.demo)
+
+
+_register_groups()
