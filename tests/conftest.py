@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-from fastapi.testclient import TestClient
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -62,7 +62,9 @@ def _postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A migrated, empty database of each backend."""
     if request.param == "sqlite":
         path: Path = tmp_path_factory.mktemp("db") / "patronage.db"
@@ -85,8 +87,9 @@ def session(engine: Engine) -> Iterator[Session]:
     """A session whose work is rolled back after the test."""
     connection = engine.connect()
     transaction = connection.begin()
-    session = Session(bind=connection, join_transaction_mode="create_savepoint",
-                      expire_on_commit=False)  # fmt: skip
+    session = Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
     try:
         yield session
     finally:
@@ -99,9 +102,12 @@ def session(engine: Engine) -> Iterator[Session]:
 def new_store(session: Session) -> NewStore:
     """A USD store in Shanghai time with its keys, inside the rolled-back session."""
     return create_store(
-        session, name="Test Store", base_currency="USD", timezone="Asia/Shanghai",
+        session,
+        name="Test Store",
+        base_currency="USD",
+        timezone="Asia/Shanghai",
         markets=["US", "DE", "IN"],
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -117,9 +123,12 @@ def committed_store(engine: Engine) -> NewStore:
 
     with session_scope(engine) as session:
         return create_store(
-            session, name=f"Live {uuid.uuid4().hex[:6]}", base_currency="USD",
-            timezone="Asia/Shanghai", markets=["US", "DE", "IN"],
-        )  # fmt: skip
+            session,
+            name=f"Live {uuid.uuid4().hex[:6]}",
+            base_currency="USD",
+            timezone="Asia/Shanghai",
+            markets=["US", "DE", "IN"],
+        )
 
 
 @pytest.fixture

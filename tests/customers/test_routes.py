@@ -20,18 +20,28 @@ AT = datetime(2026, 5, 2, 9, 30, tzinfo=UTC)
 def _seed(engine: Engine, store: NewStore) -> int:
     with session_scope(engine) as session:
         summary = upsert_orders(
-            session, get_store(session, store.store.id),
-            [OrderIn(
-                source="shopify", external_id="7001", name="#1001", currency="USD",
-                placed_at=AT, paid_at=AT, total=Decimal("42.00"),
-                customer=CustomerIn(
-                    source="shopify", email="Ana@Example.com".lower(), first_name="Ana",
-                    identities=[("shopify", "8509270720648")],
-                    consents={"email": ConsentIn("subscribed", "shopify", AT)},
-                ),
-                lines=[LineIn(title="Tea", quantity=1, unit_price=Decimal("42.00"), sku="T1")],
-            )],
-        )  # fmt: skip
+            session,
+            get_store(session, store.store.id),
+            [
+                OrderIn(
+                    source="shopify",
+                    external_id="7001",
+                    name="#1001",
+                    currency="USD",
+                    placed_at=AT,
+                    paid_at=AT,
+                    total=Decimal("42.00"),
+                    customer=CustomerIn(
+                        source="shopify",
+                        email="Ana@Example.com".lower(),
+                        first_name="Ana",
+                        identities=[("shopify", "8509270720648")],
+                        consents={"email": ConsentIn("subscribed", "shopify", AT)},
+                    ),
+                    lines=[LineIn(title="Tea", quantity=1, unit_price=Decimal("42.00"), sku="T1")],
+                )
+            ],
+        )
         from patronage.orders.models import Order
 
         order = session.get(Order, summary.order_ids[0])
@@ -47,13 +57,13 @@ def test_customer_360_by_id_and_email(
     body = api_client.get(f"/v1/customers/{customer_id}", headers=headers).json()
     assert body["email"] == "ana@example.com"
     assert {(i["kind"], i["value"]) for i in body["identities"]} == {
-        ("email", "ana@example.com"), ("shopify", "8509270720648")
+        ("email", "ana@example.com"),
+        ("shopify", "8509270720648"),
     }
     assert body["consents"][0]["status"] == "subscribed"
     assert body["orders"][0]["total"] == "42.0000"
     assert [step["status"] for step in body["orders"][0]["timeline"]] == ["placed", "paid"]
-    by_email = api_client.get("/v1/customers", params={"email": "ANA@example.com"},
-                              headers=headers)  # fmt: skip
+    by_email = api_client.get("/v1/customers", params={"email": "ANA@example.com"}, headers=headers)
     assert by_email.status_code == 200 and by_email.json()["id"] == customer_id
 
 
@@ -63,8 +73,9 @@ def test_other_store_key_gets_404_problem(
     customer_id = _seed(engine, committed_store)
     with session_scope(engine) as session:
         other = create_store(session, name="Other", base_currency="EUR")
-    response = api_client.get(f"/v1/customers/{customer_id}",
-                              headers={"Authorization": f"Bearer {other.secret_key}"})
+    response = api_client.get(
+        f"/v1/customers/{customer_id}", headers={"Authorization": f"Bearer {other.secret_key}"}
+    )
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["status"] == 404
@@ -72,8 +83,9 @@ def test_other_store_key_gets_404_problem(
 
 def test_missing_or_wrong_key_is_401(api_client: TestClient, committed_store: NewStore) -> None:
     assert api_client.get("/v1/customers/1").status_code == 401
-    wrong = api_client.get("/v1/customers/1",
-                           headers={"Authorization": f"Bearer {committed_store.publishable_key}"})
+    wrong = api_client.get(
+        "/v1/customers/1", headers={"Authorization": f"Bearer {committed_store.publishable_key}"}
+    )
     assert wrong.status_code == 401
     assert wrong.headers["content-type"] == "application/problem+json"
 

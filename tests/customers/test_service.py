@@ -48,15 +48,25 @@ def test_shared_identity_merges_two_existing_customers(session: Session, store: 
         session, store.id, CustomerIn(source="sms", phone="+919871966979", first_name="Cy")
     )
     upsert_orders(
-        session, store,
-        [OrderIn(source="demo", external_id="o-1", currency="USD", placed_at=AT, total=Decimal("10"),
-                 customer=CustomerIn(source="sms", phone="+919871966979"))],
-    )  # fmt: skip
+        session,
+        store,
+        [
+            OrderIn(
+                source="demo",
+                external_id="o-1",
+                currency="USD",
+                placed_at=AT,
+                total=Decimal("10"),
+                customer=CustomerIn(source="sms", phone="+919871966979"),
+            )
+        ],
+    )
     assert by_email.customer_id != by_phone.customer_id
     both = resolve_customer(
-        session, store.id, CustomerIn(source="shopify", email="cy@example.com",
-                                      phone="+919871966979"),
-    )  # fmt: skip
+        session,
+        store.id,
+        CustomerIn(source="shopify", email="cy@example.com", phone="+919871966979"),
+    )
     survivor = min(by_email.customer_id, by_phone.customer_id)
     assert both.customer_id == survivor and both.updated
     loser = max(by_email.customer_id, by_phone.customer_id)
@@ -68,36 +78,46 @@ def test_shared_identity_merges_two_existing_customers(session: Session, store: 
     assert (merge.surviving_id, merge.merged_id) == (survivor, loser)
     from patronage.orders.models import Order
 
-    order = session.scalars(select(Order).where(Order.store_id == store.id, Order.external_id == "o-1")).one()
+    order = session.scalars(
+        select(Order).where(Order.store_id == store.id, Order.external_id == "o-1")
+    ).one()
     assert order.customer_id == survivor
 
 
 def test_consent_keeps_the_newest_statement_and_its_history(session: Session, store: Store) -> None:
     early, late = AT, AT.replace(month=5)
     customer = CustomerIn(
-        source="shopify", email="di@example.com",
+        source="shopify",
+        email="di@example.com",
         consents={"email": ConsentIn("subscribed", "shopify_csv", late)},
-    )  # fmt: skip
+    )
     result = resolve_customer(session, store.id, customer)
     stale = CustomerIn(
-        source="tracking", email="di@example.com",
+        source="tracking",
+        email="di@example.com",
         consents={"email": ConsentIn("unsubscribed", "old_list", early)},
-    )  # fmt: skip
+    )
     resolve_customer(session, store.id, stale)
-    consent = session.scalars(select(Consent).where(Consent.customer_id == result.customer_id)).one()
+    consent = session.scalars(
+        select(Consent).where(Consent.customer_id == result.customer_id)
+    ).one()
     assert (consent.status, consent.source) == ("subscribed", "shopify_csv")
     newer = CustomerIn(
-        source="web", email="di@example.com",
+        source="web",
+        email="di@example.com",
         consents={"email": ConsentIn("unsubscribed", "one_click", late.replace(month=6))},
-    )  # fmt: skip
+    )
     resolve_customer(session, store.id, newer)
     session.expire_all()
-    consent = session.scalars(select(Consent).where(Consent.customer_id == result.customer_id)).one()
+    consent = session.scalars(
+        select(Consent).where(Consent.customer_id == result.customer_id)
+    ).one()
     assert consent.status == "unsubscribed"
     history = session.scalars(
-        select(ConsentChange.status).where(ConsentChange.customer_id == result.customer_id)
+        select(ConsentChange.status)
+        .where(ConsentChange.customer_id == result.customer_id)
         .order_by(ConsentChange.recorded_at)
-    ).all()  # fmt: skip
+    ).all()
     assert history == ["subscribed", "unsubscribed"]
 
 

@@ -35,8 +35,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
         errors = [
-            {"location": ".".join(str(part) for part in item.get("loc", ())),
-             "message": item.get("msg", "")}  # fmt: skip
+            {
+                "location": ".".join(str(part) for part in item.get("loc", ())),
+                "message": item.get("msg", ""),
+            }
             for item in error.errors()
         ]
         return problem(422, "Unprocessable content", "the request is not valid", errors=errors)

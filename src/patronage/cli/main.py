@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -35,7 +35,9 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Create or migrate the schema of PATRONAGE_DATABASE_URL."""
     engine = get_engine()
     upgrade(engine, revision)
-    console.print(f"schema at revision [bold]{current_revision(engine)}[/] ({engine.url.render_as_string()})")
+    console.print(
+        f"schema at revision [bold]{current_revision(engine)}[/] ({engine.url.render_as_string()})"
+    )
 
 
 @db_app.command("status")
@@ -51,7 +53,9 @@ def stores_create(
     currency: Annotated[str, typer.Option(help="Base currency (ISO 4217).")] = "USD",
     timezone: Annotated[str, typer.Option(help="IANA time zone.")] = "UTC",
     language: Annotated[str, typer.Option(help="Default language.")] = "en",
-    market: Annotated[list[str] | None, typer.Option(help="A market (country code); repeat.")] = None,
+    market: Annotated[
+        list[str] | None, typer.Option(help="A market (country code); repeat.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a store and print its id, secret API key, publishable write key and webhook secret."""
@@ -61,22 +65,31 @@ def stores_create(
     try:
         with session_scope() as session:
             created = create_store(
-                session, name=name, base_currency=currency, timezone=timezone,
-                default_language=language, markets=market or [],
-            )  # fmt: skip
+                session,
+                name=name,
+                base_currency=currency,
+                timezone=timezone,
+                default_language=language,
+                markets=market or [],
+            )
             result = {
-                "id": created.store.id, "name": created.store.name,
-                "base_currency": created.store.base_currency, "timezone": created.store.timezone,
-                "markets": created.store.markets, "secret_key": created.secret_key,
+                "id": created.store.id,
+                "name": created.store.name,
+                "base_currency": created.store.base_currency,
+                "timezone": created.store.timezone,
+                "markets": created.store.markets,
+                "secret_key": created.secret_key,
                 "publishable_key": created.publishable_key,
                 "webhook_secret": created.webhook_secret,
-            }  # fmt: skip
+            }
     except PatronageError as error:
         fail(error.detail)
     if as_json:
         print_json(result)
         return
-    console.print(f"[bold green]store {result['id']}[/] {result['name']} ({result['base_currency']})")
+    console.print(
+        f"[bold green]store {result['id']}[/] {result['name']} ({result['base_currency']})"
+    )
     console.print(f"secret key:      {result['secret_key']}   (admin API; shown once)")
     console.print(f"publishable key: {result['publishable_key']}   (tracking write key)")
     console.print(f"webhook secret:  {result['webhook_secret']}")
@@ -90,9 +103,14 @@ def stores_list(as_json: JsonOption = False) -> None:
     from patronage.stores.repository import list_stores
 
     with session_scope() as session:
-        rows = [
-            {"id": s.id, "name": s.name, "base_currency": s.base_currency, "timezone": s.timezone,
-             "markets": s.markets}  # fmt: skip
+        rows: list[dict[str, Any]] = [
+            {
+                "id": s.id,
+                "name": s.name,
+                "base_currency": s.base_currency,
+                "timezone": s.timezone,
+                "markets": s.markets,
+            }
             for s in list_stores(session)
         ]
     if as_json:
@@ -100,8 +118,13 @@ def stores_list(as_json: JsonOption = False) -> None:
         return
     table = Table("id", "name", "currency", "time zone", "markets")
     for row in rows:
-        table.add_row(str(row["id"]), row["name"], row["base_currency"], row["timezone"],
-                      ", ".join(row["markets"]))  # fmt: skip
+        table.add_row(
+            str(row["id"]),
+            row["name"],
+            row["base_currency"],
+            row["timezone"],
+            ", ".join(row["markets"]),
+        )
     console.print(table)
 
 
@@ -123,7 +146,9 @@ def fx_set(
     store: StoreOption,
     currency: Annotated[str, typer.Argument(help="Currency, e.g. EUR.")],
     rate: Annotated[str, typer.Argument(help="Base-currency units per unit of CURRENCY.")],
-    on: Annotated[str | None, typer.Option("--date", help="Date (YYYY-MM-DD); default today.")] = None,
+    on: Annotated[
+        str | None, typer.Option("--date", help="Date (YYYY-MM-DD); default today.")
+    ] = None,
 ) -> None:
     """Record the exchange rate of CURRENCY on a date."""
     from patronage.orders.fx import set_rate
@@ -135,8 +160,9 @@ def fx_set(
         fail(f"bad rate or date: {error}")
     try:
         with session_scope() as session:
-            set_rate(session, store, currency=currency, rate_date=rate_date, rate=value,
-                     source="cli")  # fmt: skip
+            set_rate(
+                session, store, currency=currency, rate_date=rate_date, rate=value, source="cli"
+            )
     except PatronageError as error:
         fail(error.detail)
     console.print(f"1 {currency.upper()} = {value} (store {store}) on {rate_date}")

@@ -21,14 +21,18 @@ from patronage.customers.schemas import (
 from patronage.customers.service import get_customer
 from patronage.errors import NotFoundError, ValidationFailedError
 from patronage.orders import repository as order_repository
-from patronage.orders.models import Order
+from patronage.orders.models import Order, OrderLine, OrderStatusChange, Refund
 from patronage.tracking.models import Event
 
 
 def customer_360(
-    session: Session, store_id: int, customer_id: int, *, order_limit: int = 50,
+    session: Session,
+    store_id: int,
+    customer_id: int,
+    *,
+    order_limit: int = 50,
     event_limit: int = 50,
-) -> CustomerOut:  # fmt: skip
+) -> CustomerOut:
     """Return everything the store knows about one customer."""
     customer = get_customer(session, store_id, customer_id)
     orders = order_repository.orders_of_customer(session, store_id, customer.id, order_limit)
@@ -46,19 +50,30 @@ def customer_360(
         .limit(event_limit)
     ).all()
     return CustomerOut(
-        id=customer.id, store_id=customer.store_id, email=customer.email, phone=customer.phone,
-        first_name=customer.first_name, last_name=customer.last_name, country=customer.country,
-        language=customer.language, timezone=customer.timezone, currency=customer.currency,
-        birthday=customer.birthday, tags=customer.tags or [], attributes=customer.attributes or {},
-        created_at=customer.created_at, updated_at=customer.updated_at,
+        id=customer.id,
+        store_id=customer.store_id,
+        email=customer.email,
+        phone=customer.phone,
+        first_name=customer.first_name,
+        last_name=customer.last_name,
+        country=customer.country,
+        language=customer.language,
+        timezone=customer.timezone,
+        currency=customer.currency,
+        birthday=customer.birthday,
+        tags=customer.tags or [],
+        attributes=customer.attributes or {},
+        created_at=customer.created_at,
+        updated_at=customer.updated_at,
         first_seen_at=customer.first_seen_at,
         identities=[
             IdentityOut(kind=i.kind, value=i.value, source=i.source, created_at=i.created_at)
             for i in repository.identities_of(session, store_id, customer.id)
         ],
         consents=[
-            ConsentOut(channel=c.channel, status=c.status, source=c.source,
-                       recorded_at=c.recorded_at)
+            ConsentOut(
+                channel=c.channel, status=c.status, source=c.source, recorded_at=c.recorded_at
+            )
             for c in repository.consents_of(session, store_id, customer.id)
         ],
         merged_from=[
@@ -68,11 +83,16 @@ def customer_360(
         order_count=order_count or 0,
         orders=[_order_out(order, lines, timelines, refunds) for order in orders],
         events=[
-            EventOut(message_id=e.message_id, type=e.type, name=e.name,
-                     occurred_at=e.occurred_at, properties=e.properties or {})
+            EventOut(
+                message_id=e.message_id,
+                type=e.type,
+                name=e.name,
+                occurred_at=e.occurred_at,
+                properties=e.properties or {},
+            )
             for e in events
         ],
-    )  # fmt: skip
+    )
 
 
 def find_customer_id_by_email(session: Session, store_id: int, email: str) -> int:
@@ -89,30 +109,59 @@ def find_customer_id_by_email(session: Session, store_id: int, email: str) -> in
     return get_customer(session, store_id, customer.id).id
 
 
-def _order_out(order: Order, lines: dict, timelines: dict, refunds: dict) -> OrderOut:  # type: ignore[type-arg]
+def _order_out(
+    order: Order,
+    lines: dict[int, list[OrderLine]],
+    timelines: dict[int, list[OrderStatusChange]],
+    refunds: dict[int, list[Refund]],
+) -> OrderOut:
     return OrderOut(
-        id=order.id, source=order.source, external_id=order.external_id, name=order.name,
-        status=order.status, market=order.market, currency=order.currency,
-        total=str(order.total), total_base=str(order.total_base), refunded=str(order.refunded),
-        refunded_base=str(order.refunded_base), fx_rate=str(order.fx_rate.normalize()),
-        placed_at=order.placed_at, paid_at=order.paid_at, shipped_at=order.shipped_at,
-        delivered_at=order.delivered_at, cancelled_at=order.cancelled_at, carrier=order.carrier,
+        id=order.id,
+        source=order.source,
+        external_id=order.external_id,
+        name=order.name,
+        status=order.status,
+        market=order.market,
+        currency=order.currency,
+        total=str(order.total),
+        total_base=str(order.total_base),
+        refunded=str(order.refunded),
+        refunded_base=str(order.refunded_base),
+        fx_rate=str(order.fx_rate.normalize()),
+        placed_at=order.placed_at,
+        paid_at=order.paid_at,
+        shipped_at=order.shipped_at,
+        delivered_at=order.delivered_at,
+        cancelled_at=order.cancelled_at,
+        carrier=order.carrier,
         tracking_number=order.tracking_number,
         promised_delivery_date=order.promised_delivery_date,
         lines=[
-            OrderLineOut(sku=line.sku, title=line.title, category=line.category,
-                         quantity=line.quantity, unit_price=str(line.unit_price),
-                         total=str(line.total), refunded_quantity=line.refunded_quantity)
+            OrderLineOut(
+                sku=line.sku,
+                title=line.title,
+                category=line.category,
+                quantity=line.quantity,
+                unit_price=str(line.unit_price),
+                total=str(line.total),
+                refunded_quantity=line.refunded_quantity,
+            )
             for line in lines.get(order.id, [])
         ],
         timeline=[
-            TimelineStepOut(status=step.status, occurred_at=step.occurred_at,
-                            details=step.details or {})
+            TimelineStepOut(
+                status=step.status, occurred_at=step.occurred_at, details=step.details or {}
+            )
             for step in timelines.get(order.id, [])
         ],
         refunds=[
-            RefundOut(external_id=r.external_id, amount=str(r.amount),
-                      amount_base=str(r.amount_base), refunded_at=r.refunded_at, reason=r.reason)
+            RefundOut(
+                external_id=r.external_id,
+                amount=str(r.amount),
+                amount_base=str(r.amount_base),
+                refunded_at=r.refunded_at,
+                reason=r.reason,
+            )
             for r in refunds.get(order.id, [])
         ],
-    )  # fmt: skip
+    )

@@ -15,6 +15,7 @@ from patronage.customers.models import (
     CustomerIdentity,
     CustomerMerge,
 )
+from patronage.db.base import table_of
 
 _CHUNK = 500
 
@@ -48,11 +49,11 @@ def find_identities(
 
 def load_profiles(session: Session, store_id: int, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     """Return the stored profile columns of these customers, by id."""
-    columns = Customer.__table__.c
+    columns = table_of(Customer).c
     profiles: dict[int, dict[str, Any]] = {}
     for chunk in _chunks(sorted(set(ids))):
         rows = session.execute(
-            select(Customer.__table__).where(columns.store_id == store_id, columns.id.in_(chunk))
+            select(table_of(Customer)).where(columns.store_id == store_id, columns.id.in_(chunk))
         ).mappings()
         for row in rows:
             profiles[row["id"]] = dict(row)
@@ -64,7 +65,7 @@ def insert_customers(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     if not rows:
         return []
     result = session.execute(
-        insert(Customer.__table__).returning(Customer.__table__.c.id, sort_by_parameter_order=True),
+        insert(table_of(Customer)).returning(table_of(Customer).c.id, sort_by_parameter_order=True),
         rows,
     )
     return [row[0] for row in result]
@@ -82,7 +83,7 @@ def update_customers(session: Session, rows: list[dict[str, Any]]) -> None:
 def insert_identities(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert identity rows in bulk."""
     if rows:
-        session.execute(insert(CustomerIdentity.__table__), rows)
+        session.execute(insert(table_of(CustomerIdentity)), rows)
 
 
 def load_consents(
@@ -90,7 +91,7 @@ def load_consents(
 ) -> dict[tuple[int, str], dict[str, Any]]:
     """Return current consent rows keyed by (customer id, channel)."""
     found: dict[tuple[int, str], dict[str, Any]] = {}
-    table = Consent.__table__
+    table = table_of(Consent)
     for chunk in _chunks(sorted(set(ids))):
         rows = session.execute(
             select(table).where(table.c.store_id == store_id, table.c.customer_id.in_(chunk))
@@ -105,23 +106,32 @@ def write_consents(
 ) -> None:
     """Insert new and update changed consent rows, and append every change to the history."""
     if new_rows:
-        session.execute(insert(Consent.__table__), new_rows)
+        session.execute(insert(table_of(Consent)), new_rows)
     for row in changed_rows:
         session.execute(
-            update(Consent.__table__)
+            update(table_of(Consent))
             .where(
-                Consent.__table__.c.customer_id == row["customer_id"],
-                Consent.__table__.c.channel == row["channel"],
+                table_of(Consent).c.customer_id == row["customer_id"],
+                table_of(Consent).c.channel == row["channel"],
             )
             .values(status=row["status"], source=row["source"], recorded_at=row["recorded_at"])
         )
     history = new_rows + changed_rows
     if history:
         session.execute(
-            insert(ConsentChange.__table__),
+            insert(table_of(ConsentChange)),
             [
-                {key: row[key] for key in ("store_id", "customer_id", "channel", "status",
-                                           "source", "recorded_at")}
+                {
+                    key: row[key]
+                    for key in (
+                        "store_id",
+                        "customer_id",
+                        "channel",
+                        "status",
+                        "source",
+                        "recorded_at",
+                    )
+                }
                 for row in history
             ],
         )
@@ -184,7 +194,7 @@ def merges_into(session: Session, store_id: int, customer_id: int) -> list[Custo
 def move_customer_rows(
     session: Session, store_id: int, *, from_id: int, to_id: int, tables: Iterable[Any]
 ) -> None:
-    """Re-point every row of `tables` (each with store_id and customer_id) from one customer to another."""
+    """Re-point the rows of `tables` (each with store_id and customer_id) to another customer."""
     for table in tables:
         session.execute(
             update(table)
@@ -195,7 +205,7 @@ def move_customer_rows(
 
 def delete_consents(session: Session, customer_id: int) -> None:
     """Delete the current consent rows of a customer (its history stays)."""
-    session.execute(delete(Consent.__table__).where(Consent.__table__.c.customer_id == customer_id))
+    session.execute(delete(table_of(Consent)).where(table_of(Consent).c.customer_id == customer_id))
 
 
 def record_merge(session: Session, merge: CustomerMerge) -> None:

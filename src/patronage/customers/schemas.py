@@ -56,9 +56,16 @@ class ResolvedCustomer:
 
 
 PROFILE_FIELDS = (
-    "email", "phone", "first_name", "last_name", "country", "language", "timezone", "currency",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "country",
+    "language",
+    "timezone",
+    "currency",
     "birthday",
-)  # fmt: skip
+)
 
 
 def normalise_email(raw: str | None) -> str | None:

@@ -12,14 +12,19 @@ from sqlalchemy.orm import Session
 from patronage.customers import repository
 from patronage.customers.models import Customer, CustomerMerge
 from patronage.customers.schemas import PROFILE_FIELDS, CustomerIn, ResolvedCustomer
-from patronage.db.base import Base
+from patronage.db.base import Base, table_of
 from patronage.errors import NotFoundError
 from patronage.kit.clock import utcnow
 
 # Tables with their own merge handling; every other table with store_id and customer_id is
 # re-pointed to the surviving customer on merge.
-_SPECIAL_TABLES = {"customers", "customer_identities", "consents", "consent_changes",
-                   "customer_merges"}  # fmt: skip
+_SPECIAL_TABLES = {
+    "customers",
+    "customer_identities",
+    "consents",
+    "consent_changes",
+    "customer_merges",
+}
 
 
 class _Clusters:
@@ -109,7 +114,9 @@ def resolve_customers(
     new_roots = list(new_profiles)
     created_ids = repository.insert_customers(session, [new_profiles[root] for root in new_roots])
     real_id = dict(zip(new_roots, created_ids, strict=True))
-    updates = [{"id": cid, **change, "updated_at": now} for cid, change in changes.items() if change]
+    updates = [
+        {"id": cid, **change, "updated_at": now} for cid, change in changes.items() if change
+    ]
     repository.update_customers(session, updates)
 
     def final(root: int) -> int:
@@ -124,9 +131,7 @@ def resolve_customers(
     repository.insert_identities(session, identity_rows)
     new_identity_owners = {row["customer_id"] for row in identity_rows}
 
-    consent_changed = _write_consents(
-        session, store_id, inputs, [final(root) for root in roots]
-    )
+    consent_changed = _write_consents(session, store_id, inputs, [final(root) for root in roots])
 
     results: list[ResolvedCustomer] = []
     seen_new: set[int] = set()
@@ -157,9 +162,14 @@ def _unique(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def _blank_profile(store_id: int, now: datetime) -> dict[str, Any]:
     profile: dict[str, Any] = dict.fromkeys(PROFILE_FIELDS)
     profile.update(
-        store_id=store_id, tags=[], attributes={}, merged_into_id=None, first_seen_at=None,
-        created_at=now, updated_at=now,
-    )  # fmt: skip
+        store_id=store_id,
+        tags=[],
+        attributes={},
+        merged_into_id=None,
+        first_seen_at=None,
+        created_at=now,
+        updated_at=now,
+    )
     return profile
 
 
@@ -217,9 +227,14 @@ def _merge_existing(
         if survivor == customer_id or survivor < 0:
             continue
         merge_customers(
-            session, store_id, surviving_id=survivor, merged_id=customer_id,
-            reason="shared identity", profiles=profiles, now=now,
-        )  # fmt: skip
+            session,
+            store_id,
+            surviving_id=survivor,
+            merged_id=customer_id,
+            reason="shared identity",
+            profiles=profiles,
+            now=now,
+        )
         survivors.add(survivor)
     return survivors
 
@@ -244,7 +259,7 @@ def merge_customers(
     profiles: dict[int, dict[str, Any]] | None = None,
     now: datetime | None = None,
 ) -> None:
-    """Fold `merged_id` into `surviving_id`: move identities, orders, events and the rest; keep history."""
+    """Fold `merged_id` into `surviving_id`: move identities, orders, events; keep history."""
     now = now or utcnow()
     profiles = profiles if profiles is not None else {}
     if not profiles.get(surviving_id) or not profiles.get(merged_id):
@@ -255,9 +270,12 @@ def merge_customers(
     from patronage.customers.models import CustomerIdentity
 
     repository.move_customer_rows(
-        session, store_id, from_id=merged_id, to_id=surviving_id,
-        tables=[CustomerIdentity.__table__, *_customer_tables()],
-    )  # fmt: skip
+        session,
+        store_id,
+        from_id=merged_id,
+        to_id=surviving_id,
+        tables=[table_of(CustomerIdentity), *_customer_tables()],
+    )
     _merge_consents(session, store_id, surviving_id=surviving_id, merged_id=merged_id)
     fill = {
         field: merged[field]
@@ -279,10 +297,13 @@ def merge_customers(
     repository.record_merge(
         session,
         CustomerMerge(
-            store_id=store_id, surviving_id=surviving_id, merged_id=merged_id, reason=reason,
+            store_id=store_id,
+            surviving_id=surviving_id,
+            merged_id=merged_id,
+            reason=reason,
             merged_at=now,
         ),
-    )  # fmt: skip
+    )
 
 
 def _merge_consents(session: Session, store_id: int, *, surviving_id: int, merged_id: int) -> None:
@@ -305,7 +326,7 @@ def _merge_consents(session: Session, store_id: int, *, surviving_id: int, merge
 def _write_consents(
     session: Session, store_id: int, inputs: Sequence[CustomerIn], customer_ids: list[int]
 ) -> set[int]:
-    """Record consent statements newer than what we hold; return the customers whose consent changed."""
+    """Record consent statements newer than what we hold; return customers whose consent changed."""
     latest: dict[tuple[int, str], dict[str, Any]] = {}
     for customer, customer_id in zip(inputs, customer_ids, strict=True):
         for channel, consent in customer.consents.items():
@@ -313,10 +334,13 @@ def _write_consents(
             held = latest.get(key)
             if held is None or consent.recorded_at >= held["recorded_at"]:
                 latest[key] = {
-                    "store_id": store_id, "customer_id": customer_id, "channel": channel,
-                    "status": consent.status, "source": consent.source,
+                    "store_id": store_id,
+                    "customer_id": customer_id,
+                    "channel": channel,
+                    "status": consent.status,
+                    "source": consent.source,
                     "recorded_at": consent.recorded_at,
-                }  # fmt: skip
+                }
     if not latest:
         return set()
     current = repository.load_consents(session, store_id, {cid for cid, _ in latest})

@@ -24,7 +24,7 @@ class StoreOwnedMixin(IdMixin):
     """Every row belongs to exactly one store."""
 
     @declared_attr
-    def store_id(cls) -> Mapped[int]:  # noqa: N805
+    def store_id(cls) -> Mapped[int]:
         return mapped_column(
             IdType, ForeignKey("stores.id", ondelete="CASCADE"), nullable=False, index=True
         )

@@ -35,8 +35,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 class ScaledDecimal(TypeDecorator[Decimal]):
     """An exact Decimal stored as a BigInteger count of 10**-scale units.
 
-    SQLite has no exact decimal type; a scaled integer is exact on every engine and still sums in SQL
-    (divide the SUM by 10**scale).
+    SQLite has no exact decimal type; a scaled integer is exact on every engine and still sums in
+    SQL (divide the SUM by 10**scale).
     """
 
     impl = BigInteger
@@ -62,12 +62,12 @@ class ScaledDecimal(TypeDecorator[Decimal]):
         return Decimal(value).scaleb(-self.scale)
 
 
-def Money() -> ScaledDecimal:  # noqa: N802 - reads like a type in column declarations
+def Money() -> ScaledDecimal:
     """An amount of money, exact to 1/10000 of a unit."""
     return ScaledDecimal(4)
 
 
-def Rate() -> ScaledDecimal:  # noqa: N802
+def Rate() -> ScaledDecimal:
     """An exchange rate or ratio, exact to 10**-10."""
     return ScaledDecimal(10)
 

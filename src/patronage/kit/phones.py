@@ -6,7 +6,7 @@ import phonenumbers
 
 
 def to_e164(raw: str | None, default_region: str | None = None) -> str | None:
-    """Return the number in E.164 (`+4915112345678`), or None when blank; raise ValueError if invalid."""
+    """Return the number in E.164 (`+4915112345678`), None when blank; ValueError if invalid."""
     if raw is None:
         return None
     cleaned = raw.strip().lstrip("'")

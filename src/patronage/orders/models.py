@@ -14,9 +14,15 @@ from patronage.db.mixins import IdType, StoreOwnedMixin, TimestampMixin
 from patronage.db.types import JSONDocument, Money, Rate, UTCDateTime
 
 ORDER_STATUSES = (
-    "placed", "paid", "shipped", "delivered", "cancelled", "returned", "refunded",
+    "placed",
+    "paid",
+    "shipped",
+    "delivered",
+    "cancelled",
+    "returned",
+    "refunded",
     "partially_refunded",
-)  # fmt: skip
+)
 
 
 class ExchangeRate(StoreOwnedMixin, Base):

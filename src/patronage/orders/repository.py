@@ -11,14 +11,15 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from patronage.catalog.models import Product
+from patronage.db.base import table_of
 from patronage.db.conflicts import insert_ignoring_conflicts
 from patronage.orders.models import ExchangeRate, Order, OrderLine, OrderStatusChange, Refund
 
 _CHUNK = 500
-orders_table = Order.__table__
-lines_table = OrderLine.__table__
-changes_table = OrderStatusChange.__table__
-refunds_table = Refund.__table__
+orders_table = table_of(Order)
+lines_table = table_of(OrderLine)
+changes_table = table_of(OrderStatusChange)
+refunds_table = table_of(Refund)
 
 
 def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -40,13 +41,14 @@ def upsert_rate(
     session: Session, *, store_id: int, currency: str, rate_date: date, rate: Decimal, source: str
 ) -> None:
     """Insert or replace one dated rate."""
-    table = ExchangeRate.__table__
+    table = table_of(ExchangeRate)
     session.execute(
         delete(table).where(
-            table.c.store_id == store_id, table.c.currency == currency,
+            table.c.store_id == store_id,
+            table.c.currency == currency,
             table.c.rate_date == rate_date,
         )
-    )  # fmt: skip
+    )
     session.execute(
         insert(table).values(
             store_id=store_id, currency=currency, rate_date=rate_date, rate=rate, source=source
@@ -72,14 +74,17 @@ def find_orders(
     return found
 
 
-def refund_totals(session: Session, order_ids: Sequence[int]) -> dict[int, tuple[Decimal, set[str]]]:
+def refund_totals(
+    session: Session, order_ids: Sequence[int]
+) -> dict[int, tuple[Decimal, set[str]]]:
     """Return, per order, the sum of its stored refunds and their external ids."""
     totals: dict[int, tuple[Decimal, set[str]]] = {}
     for chunk in _chunks(sorted(set(order_ids))):
         rows = session.execute(
-            select(refunds_table.c.order_id, refunds_table.c.external_id, refunds_table.c.amount)
-            .where(refunds_table.c.order_id.in_(chunk))
-        )  # fmt: skip
+            select(
+                refunds_table.c.order_id, refunds_table.c.external_id, refunds_table.c.amount
+            ).where(refunds_table.c.order_id.in_(chunk))
+        )
         for order_id, external_id, amount in rows:
             total, ids = totals.get(order_id, (Decimal(0), set()))
             ids.add(external_id)
@@ -129,7 +134,9 @@ def add_refunds(session: Session, rows: list[dict[str, Any]]) -> None:
     insert_ignoring_conflicts(session, refunds_table, rows, keys=("order_id", "external_id"))
 
 
-def products_by_sku(session: Session, store_id: int, skus: Iterable[str]) -> dict[str, tuple[int, str | None]]:
+def products_by_sku(
+    session: Session, store_id: int, skus: Iterable[str]
+) -> dict[str, tuple[int, str | None]]:
     """Return (product id, category) by SKU."""
     found: dict[str, tuple[int, str | None]] = {}
     for chunk in _chunks(sorted(set(skus))):
@@ -145,7 +152,7 @@ def products_by_sku(session: Session, store_id: int, skus: Iterable[str]) -> dic
 
 def insert_products(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert products, skipping SKUs that already exist."""
-    insert_ignoring_conflicts(session, Product.__table__, rows, keys=("store_id", "sku"))
+    insert_ignoring_conflicts(session, table_of(Product), rows, keys=("store_id", "sku"))
 
 
 def get_order(session: Session, store_id: int, order_id: int) -> Order | None:
@@ -155,7 +162,9 @@ def get_order(session: Session, store_id: int, order_id: int) -> Order | None:
     ).first()
 
 
-def orders_of_customer(session: Session, store_id: int, customer_id: int, limit: int) -> list[Order]:
+def orders_of_customer(
+    session: Session, store_id: int, customer_id: int, limit: int
+) -> list[Order]:
     """Return a customer's orders, newest first."""
     return list(
         session.scalars(

@@ -30,19 +30,25 @@ def validate_order(order: OrderIn) -> None:
     if not order.external_id:
         raise ValidationFailedError("order id is empty", field="external_id")
     if not is_currency_code(order.currency):
-        raise ValidationFailedError(f"currency {order.currency!r} is not an ISO 4217 code",
-                                    field="currency")  # fmt: skip
+        raise ValidationFailedError(
+            f"currency {order.currency!r} is not an ISO 4217 code", field="currency"
+        )
     amounts: list[tuple[str, Decimal | None]] = [
-        ("total", order.total), ("subtotal", order.subtotal), ("discount", order.discount),
-        ("shipping", order.shipping), ("tax", order.tax), ("total_base", order.total_base),
+        ("total", order.total),
+        ("subtotal", order.subtotal),
+        ("discount", order.discount),
+        ("shipping", order.shipping),
+        ("tax", order.tax),
+        ("total_base", order.total_base),
         ("refunded", order.refunded),
-    ]  # fmt: skip
+    ]
     for index, line in enumerate(order.lines, start=1):
         amounts.append((f"lines[{index}].unit_price", line.unit_price))
         amounts.append((f"lines[{index}].discount", line.discount))
         if line.quantity < 0:
-            raise ValidationFailedError(f"line {index} has a negative quantity",
-                                        field=f"lines[{index}].quantity")  # fmt: skip
+            raise ValidationFailedError(
+                f"line {index} has a negative quantity", field=f"lines[{index}].quantity"
+            )
     for refund in order.refunds:
         amounts.append((f"refund {refund.external_id}", refund.amount))
     for field, amount in amounts:
@@ -66,7 +72,7 @@ def upsert_orders(
     *,
     rate_book: RateBook | None = None,
 ) -> UpsertSummary:
-    """Create or update orders keyed by (source, external id); replaying the same input changes nothing.
+    """Create or update orders keyed by (source, external id); a replay changes nothing.
 
     Timestamps merge (a late, older delivery never erases a later step), lines are replaced when the
     input has lines, refunds are added by their id, and the status is derived from the timeline.
@@ -85,9 +91,16 @@ def upsert_orders(
     order_ids: list[int] = [0] * len(orders)
     for source, indexes in by_source.items():
         _upsert_one_source(
-            session, store, book, source, [orders[i] for i in indexes],
-            [customer_ids[i] for i in indexes], summary, indexes, order_ids,
-        )  # fmt: skip
+            session,
+            store,
+            book,
+            source,
+            [orders[i] for i in indexes],
+            [customer_ids[i] for i in indexes],
+            summary,
+            indexes,
+            order_ids,
+        )
     summary.order_ids = order_ids
     return summary
 
@@ -204,10 +217,15 @@ def _ensure_products(
             for line in order.lines:
                 if line.sku in missing and line.sku not in rows:
                     rows[line.sku] = {
-                        "store_id": store.id, "sku": line.sku, "title": line.title[:500],
-                        "category": line.category, "price": line.unit_price,
-                        "currency": order.currency, "created_at": now, "updated_at": now,
-                    }  # fmt: skip
+                        "store_id": store.id,
+                        "sku": line.sku,
+                        "title": line.title[:500],
+                        "category": line.category,
+                        "price": line.unit_price,
+                        "currency": order.currency,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
         repository.insert_products(session, list(rows.values()))
         products.update(repository.products_by_sku(session, store.id, missing))
     return products
@@ -292,9 +310,18 @@ def _merge_with_held(row: dict[str, Any], held: dict[str, Any], order: OrderIn) 
     for field in _TIMESTAMPS:
         if row[field] is None:
             row[field] = held[field]
-    for field in ("name", "customer_id", "email", "market", "channel", "carrier",
-                  "tracking_number", "promised_delivery_date", "financial_status",
-                  "fulfillment_status"):  # fmt: skip
+    for field in (
+        "name",
+        "customer_id",
+        "email",
+        "market",
+        "channel",
+        "carrier",
+        "tracking_number",
+        "promised_delivery_date",
+        "financial_status",
+        "fulfillment_status",
+    ):
         if row[field] in (None, ""):
             row[field] = held[field]
     if not order.discount_codes:
@@ -316,8 +343,11 @@ def derive_status(row: dict[str, Any]) -> str:
         return "returned"
     if refunded > 0:
         return "partially_refunded"
-    for field, status in (("delivered_at", "delivered"), ("shipped_at", "shipped"),
-                          ("paid_at", "paid")):  # fmt: skip
+    for field, status in (
+        ("delivered_at", "delivered"),
+        ("shipped_at", "shipped"),
+        ("paid_at", "paid"),
+    ):
         if row[field] is not None:
             return status
     return "placed"
@@ -331,14 +361,20 @@ def _line_rows(
         product = products.get(line.sku) if line.sku else None
         rows.append(
             {
-                "store_id": store_id, "order_id": order_id, "line_number": number,
-                "external_id": line.external_id, "product_id": product[0] if product else None,
-                "sku": line.sku, "title": line.title[:500],
+                "store_id": store_id,
+                "order_id": order_id,
+                "line_number": number,
+                "external_id": line.external_id,
+                "product_id": product[0] if product else None,
+                "sku": line.sku,
+                "title": line.title[:500],
                 "category": line.category or (product[1] if product else None),
-                "quantity": line.quantity, "unit_price": line.unit_price,
-                "discount": line.discount, "total": line.total,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "discount": line.discount,
+                "total": line.total,
                 "refunded_quantity": line.refunded_quantity,
-            }  # fmt: skip
+            }
         )
     return rows
 
@@ -347,20 +383,35 @@ def _timeline_rows(store_id: int, row: dict[str, Any], order: OrderIn) -> list[d
     steps: list[tuple[str, datetime | None, dict[str, Any]]] = [
         ("placed", row["placed_at"], {}),
         ("paid", row["paid_at"], {}),
-        ("shipped", row["shipped_at"], {
-            key: str(row[key]) for key in ("carrier", "tracking_number", "promised_delivery_date")
-            if row[key] is not None
-        }),
+        (
+            "shipped",
+            row["shipped_at"],
+            {
+                key: str(row[key])
+                for key in ("carrier", "tracking_number", "promised_delivery_date")
+                if row[key] is not None
+            },
+        ),
         ("delivered", row["delivered_at"], {}),
         ("cancelled", row["cancelled_at"], {}),
         ("returned", row["returned_at"], {}),
-    ]  # fmt: skip
+    ]
     for refund in order.refunds:
-        steps.append(("refunded", refund.refunded_at,
-                      {"refund": refund.external_id, "amount": str(refund.amount)}))  # fmt: skip
+        steps.append(
+            (
+                "refunded",
+                refund.refunded_at,
+                {"refund": refund.external_id, "amount": str(refund.amount)},
+            )
+        )
     return [
-        {"store_id": store_id, "order_id": row["id"], "status": status, "occurred_at": moment,
-         "details": details}  # fmt: skip
+        {
+            "store_id": store_id,
+            "order_id": row["id"],
+            "status": status,
+            "occurred_at": moment,
+            "details": details,
+        }
         for status, moment, details in steps
         if moment is not None
     ]
@@ -374,11 +425,17 @@ def _refund_rows(store: Store, row: dict[str, Any], order: OrderIn) -> list[dict
             amount_base = refund.amount * row["fx_rate"]
         rows.append(
             {
-                "store_id": store.id, "order_id": row["id"], "external_id": refund.external_id,
-                "amount": refund.amount, "amount_base": quantize(amount_base, store.base_currency),
-                "currency": row["currency"], "refunded_at": refund.refunded_at,
-                "reason": refund.reason, "lines": refund.lines, "restock": refund.restock,
-            }  # fmt: skip
+                "store_id": store.id,
+                "order_id": row["id"],
+                "external_id": refund.external_id,
+                "amount": refund.amount,
+                "amount_base": quantize(amount_base, store.base_currency),
+                "currency": row["currency"],
+                "refunded_at": refund.refunded_at,
+                "reason": refund.reason,
+                "lines": refund.lines,
+                "restock": refund.restock,
+            }
         )
     return rows
 
@@ -386,17 +443,24 @@ def _refund_rows(store: Store, row: dict[str, Any], order: OrderIn) -> list[dict
 def record_refund(
     session: Session, store: Store, *, source: str, order_external_id: str, refund: RefundIn
 ) -> Order:
-    """Add a refund to a known order (e.g. Shopify's refunds/create); replaying it changes nothing."""
+    """Add a refund to a known order (e.g. Shopify refunds/create); a replay changes nothing."""
     existing = repository.find_orders(session, store.id, source, [order_external_id])
     held = existing.get(order_external_id)
     if held is None:
         raise NotFoundError(f"order {order_external_id} from {source} is not known yet")
     order = OrderIn(
-        source=source, external_id=order_external_id, currency=held["currency"],
-        placed_at=held["placed_at"], total=held["total"], subtotal=held["subtotal"],
-        discount=held["discount"], shipping=held["shipping"], tax=held["tax"],
-        total_base=held["total_base"], refunds=[refund],
-    )  # fmt: skip
+        source=source,
+        external_id=order_external_id,
+        currency=held["currency"],
+        placed_at=held["placed_at"],
+        total=held["total"],
+        subtotal=held["subtotal"],
+        discount=held["discount"],
+        shipping=held["shipping"],
+        tax=held["tax"],
+        total_base=held["total_base"],
+        refunds=[refund],
+    )
     order.returned_at = refund.refunded_at if refund.restock else None
     upsert_orders(session, store, [order])
     found = repository.get_order(session, store.id, held["id"])
