@@ -1,0 +1,124 @@
+"""Run every benchmark side by side with its baseline and write docs/benchmarks.md.
+
+Each case runs in its own subprocess so that its peak memory is its own. `--quick` runs small
+sizes (a smoke test of the harness); the figures in docs/ come from a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks.common import Result
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "docs" / "benchmarks.md"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One subprocess invocation of a benchmark module."""
+
+    module: str
+    arguments: tuple[str, ...]
+    quick_arguments: tuple[str, ...]
+
+
+def _cases() -> list[Case]:
+    rows, baseline_rows, quick_rows = "1000000", "100000", "20000"
+    events, baseline_events, quick_events = "200000", "50000", "5000"
+    cases = []
+    for backend in ("sqlite", "postgresql"):
+        cases += [
+            Case("benchmarks.bench_import",
+                 ("--case", "patronage", "--backend", backend, "--rows", rows),
+                 ("--case", "patronage", "--backend", backend, "--rows", quick_rows)),
+            Case("benchmarks.bench_import",
+                 ("--case", "baseline", "--backend", backend, "--rows", baseline_rows),
+                 ("--case", "baseline", "--backend", backend, "--rows", quick_rows)),
+            Case("benchmarks.bench_intake",
+                 ("--case", "patronage", "--backend", backend, "--events", events),
+                 ("--case", "patronage", "--backend", backend, "--events", quick_events)),
+            Case("benchmarks.bench_intake",
+                 ("--case", "baseline", "--backend", backend, "--events", baseline_events),
+                 ("--case", "baseline", "--backend", backend, "--events", quick_events)),
+        ]  # fmt: skip
+    return cases
+
+
+def run_case(case: Case, quick: bool) -> Result:
+    """Run one case in a fresh interpreter and parse the Result it prints."""
+    arguments = case.quick_arguments if quick else case.arguments
+    command = [sys.executable, "-m", case.module, *arguments]
+    print("$", " ".join(command[1:]), flush=True)
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        sys.stderr.write(completed.stderr)
+        raise SystemExit(f"benchmark failed: {' '.join(command)}")
+    last_line = completed.stdout.strip().splitlines()[-1]
+    result = Result(**json.loads(last_line))
+    print(f"  {result.rate:,.0f} {result.unit}/s in {result.seconds:.2f} s, "
+          f"peak {result.peak_mb:,.0f} MiB", flush=True)  # fmt: skip
+    return result
+
+
+def render(results: list[Result], quick: bool) -> str:
+    """Render the results as the Markdown page docs/benchmarks.md."""
+    lines = [
+        "# Benchmarks",
+        "",
+        "Produced by `make bench` (`python -m benchmarks.run`); every line of a table was measured "
+        "in the same run on the same machine, each case in its own process.",
+        "",
+        f"- run at: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (quick sizes)' if quick else ''}",
+        f"- machine: {platform.machine()}, {_cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "",
+    ]
+    by_benchmark: dict[str, list[Result]] = {}
+    for result in results:
+        by_benchmark.setdefault(result.benchmark, []).append(result)
+    for benchmark, group in by_benchmark.items():
+        lines += [
+            f"## {benchmark}",
+            "",
+            "| variant | backend | items | seconds | rate | peak memory | target | met |",
+            "|---|---|---:|---:|---:|---:|---|---|",
+        ]
+        for r in group:
+            met = "" if r.met is None else ("yes" if r.met else "**no**")
+            lines.append(
+                f"| {r.variant} | {r.backend} | {r.items:,} {r.unit} | {r.seconds:.2f} | "
+                f"{r.rate:,.0f} {r.unit}/s | {r.peak_mb:,.0f} MiB | {r.target} | {met} |"
+            )
+        notes = [f"- {r.variant} ({r.backend}): {r.note}" for r in group if r.note]
+        lines += ["", *notes, ""] if notes else [""]
+    return "\n".join(lines)
+
+
+def _cpu_count() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def main() -> None:
+    """Run the benchmarks and write docs/benchmarks.md."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
+    parser.add_argument("--only", default="", help="run only modules containing this text")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    options = parser.parse_args()
+    results = [run_case(case, options.quick) for case in _cases() if options.only in case.module]
+    options.output.write_text(render(results, options.quick) + "\n")
+    print(f"wrote {options.output}")
+
+
+if __name__ == "__main__":
+    main()
