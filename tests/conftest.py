@@ -147,3 +147,20 @@ def live_server(engine: Engine) -> Iterator[str]:
 
     with serve_in_thread(engine) as url:
         yield url
+
+
+@pytest.fixture
+def cli_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point the `patronage` command at a fresh SQLite file; yields its URL."""
+    from patronage.config import get_settings
+    from patronage.db.engine import reset_engine
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("PATRONAGE_DATABASE_URL", url)
+    get_settings.cache_clear()
+    reset_engine()
+    try:
+        yield url
+    finally:
+        reset_engine()
+        get_settings.cache_clear()

@@ -22,7 +22,9 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 stores_app = typer.Typer(help="Stores (tenants) and their keys.", no_args_is_help=True)
 fx_app = typer.Typer(help="Exchange rates to the store's base currency.", no_args_is_help=True)
+customers_app = typer.Typer(help="Customers.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(customers_app, name="customers")
 app.add_typer(stores_app, name="stores")
 app.add_typer(fx_app, name="fx")
 
@@ -166,6 +168,41 @@ def fx_set(
     except PatronageError as error:
         fail(error.detail)
     console.print(f"1 {currency.upper()} = {value} (store {store}) on {rate_date}")
+
+
+@customers_app.command("show")
+def customers_show(
+    store: StoreOption,
+    customer_id: Annotated[int | None, typer.Argument(help="Customer id.")] = None,
+    email: Annotated[str | None, typer.Option(help="Find the customer by email.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a customer's 360 view: profile, identities, consent, orders, recent events."""
+    from patronage.customers.profile import customer_360, find_customer_id_by_email
+
+    if customer_id is None and not email:
+        fail("give a customer id or --email")
+    try:
+        with session_scope() as session:
+            wanted = customer_id or find_customer_id_by_email(session, store, email or "")
+            view = customer_360(session, store, wanted)
+    except PatronageError as error:
+        fail(error.detail)
+    if as_json:
+        print_json(view.model_dump(mode="json"))
+        return
+    name = " ".join(part for part in (view.first_name, view.last_name) if part) or "(no name)"
+    console.print(f"[bold]customer {view.id}[/] {name} <{view.email or '-'}> {view.phone or ''}")
+    console.print(
+        f"country {view.country or '-'}, language {view.language or '-'}, {view.order_count} orders"
+    )
+    for consent in view.consents:
+        console.print(f"  consent {consent.channel}: {consent.status} ({consent.source})")
+    for order in view.orders[:10]:
+        console.print(
+            f"  {order.placed_at:%Y-%m-%d} {order.name or order.external_id} "
+            f"{order.total} {order.currency} [{order.status}]"
+        )
 
 
 @app.command("serve")
