@@ -33,7 +33,7 @@ StoreOption = Annotated[int, typer.Option("--store", help="Store id.")]
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "heads") -> None:
     """Create or migrate the schema of PATRONAGE_DATABASE_URL."""
     engine = get_engine()
     upgrade(engine, revision)

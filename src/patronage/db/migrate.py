@@ -22,7 +22,7 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
     """Create or migrate the schema of `engine`'s database to `revision`."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
@@ -31,12 +31,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """Return the schema revision the database is at (None when empty)."""
+    """Return the schema revision(s) the database is at, comma-separated (None when empty)."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        heads = MigrationContext.configure(connection).get_current_heads()
+    return ",".join(sorted(heads)) or None
 
 
 def head_revision() -> str | None:
-    """Return the newest revision the code knows."""
+    """Return the newest revision(s) the code knows, comma-separated."""
     config = alembic_config("sqlite://")
-    return ScriptDirectory.from_config(config).get_current_head()
+    return ",".join(sorted(ScriptDirectory.from_config(config).get_heads())) or None
