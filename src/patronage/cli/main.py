@@ -220,9 +220,10 @@ def serve(
 
 
 def _register_groups() -> None:
-    from patronage.cli import demo, importing
+    from patronage.cli import clv, demo, importing
 
     app.add_typer(importing.app, name="import")
+    app.add_typer(clv.app, name="clv")
     app.command("demo")(demo.demo)
 
 

@@ -1,0 +1,1 @@
+"""Customer analytics: store KPIs, RFM, lifecycle, cohorts and the probabilistic models."""
