@@ -83,6 +83,9 @@ def write_key_store_id(request: Request) -> int:
     return cache.store_for(session_factory(request), key, "publishable")
 
 
-DbSession = Annotated[Session, Depends(get_session)]
+# scope="function": commit when the endpoint returns, before the response is sent (FastAPI's
+# default "request" scope runs the code after `yield` only once the response has gone out, so a
+# failed commit would follow a 200).
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 SecretStoreId = Annotated[int, Depends(secret_store_id)]
 WriteKeyStoreId = Annotated[int, Depends(write_key_store_id)]

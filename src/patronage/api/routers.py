@@ -10,3 +10,7 @@ def include_routers(app: FastAPI) -> None:
     from patronage.customers.routes import router as customers_router
 
     app.include_router(customers_router)
+
+    from patronage.ingest.routes import router as webhooks_router
+
+    app.include_router(webhooks_router)

@@ -59,15 +59,22 @@ def upsert_rate(
 def find_orders(
     session: Session, store_id: int, source: str, external_ids: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
-    """Return stored orders of one source by external id."""
+    """Return stored orders of one source by external id, locked until the transaction ends.
+
+    The lock (FOR UPDATE; SQLite's writers are serialised anyway) makes a concurrent upsert of the
+    same order wait and then read this one's result, instead of overwriting it with a merge of
+    what it read before.
+    """
     found: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(sorted(set(external_ids))):
         rows = session.execute(
-            select(orders_table).where(
+            select(orders_table)
+            .where(
                 orders_table.c.store_id == store_id,
                 orders_table.c.source == source,
                 orders_table.c.external_id.in_(chunk),
             )
+            .with_for_update()
         ).mappings()
         for row in rows:
             found[row["external_id"]] = dict(row)
