@@ -14,3 +14,7 @@ def include_routers(app: FastAPI) -> None:
     from patronage.ingest.routes import router as webhooks_router
 
     app.include_router(webhooks_router)
+
+    from patronage.tracking.routes import router as tracking_router
+
+    app.include_router(tracking_router)
