@@ -21,6 +21,7 @@ class Event(StoreOwnedMixin, Base):
         UniqueConstraint("store_id", "message_id"),
         Index("ix_events_store_customer_time", "store_id", "customer_id", "occurred_at"),
         Index("ix_events_store_name_time", "store_id", "name", "occurred_at"),
+        Index("ix_events_store_anonymous", "store_id", "anonymous_id"),
     )
 
     message_id: Mapped[str] = mapped_column(String(128))

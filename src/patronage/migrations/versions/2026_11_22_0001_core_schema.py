@@ -422,6 +422,9 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_events_store_id"), ["store_id"], unique=False)
         batch_op.create_index(
+            "ix_events_store_anonymous", ["store_id", "anonymous_id"], unique=False
+        )
+        batch_op.create_index(
             "ix_events_store_name_time", ["store_id", "name", "occurred_at"], unique=False
         )
 
@@ -665,6 +668,7 @@ def downgrade() -> None:
     op.drop_table("orders")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index("ix_events_store_name_time")
+        batch_op.drop_index("ix_events_store_anonymous")
         batch_op.drop_index(batch_op.f("ix_events_store_id"))
         batch_op.drop_index("ix_events_store_customer_time")
 
