@@ -125,8 +125,10 @@ def _resolve_order_customers(
     return customer_ids
 
 
-def _fingerprint(order: OrderIn, customer_id: int | None) -> str:
-    return hashlib.blake2b(repr((order, customer_id)).encode(), digest_size=16).hexdigest()
+def _fingerprint(order: OrderIn) -> str:
+    # Not the customer id: a merge re-points the order to the survivor, and a replay must still
+    # find the order unchanged (the id is compared with the stored one instead).
+    return hashlib.blake2b(repr(order).encode(), digest_size=16).hexdigest()
 
 
 def _upsert_one_source(
@@ -156,9 +158,13 @@ def _upsert_one_source(
     updated_orders: list[OrderIn] = []
     for external_id, index in latest.items():
         order, customer_id = orders[index], customer_ids[index]
-        fingerprint = _fingerprint(order, customer_id)
+        fingerprint = _fingerprint(order)
         held = existing.get(external_id)
-        if held is not None and held["content_hash"] == fingerprint:
+        if (
+            held is not None
+            and held["content_hash"] == fingerprint
+            and held["customer_id"] == customer_id
+        ):
             summary.unchanged += 1
             continue
         held_refunds = refunds_held.get(held["id"], (ZERO, set())) if held else (ZERO, set())
