@@ -18,3 +18,7 @@ def include_routers(app: FastAPI) -> None:
     from patronage.tracking.routes import router as tracking_router
 
     app.include_router(tracking_router)
+
+    from patronage.loyalty.routes import router as members_router
+
+    app.include_router(members_router)

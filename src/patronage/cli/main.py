@@ -220,10 +220,11 @@ def serve(
 
 
 def _register_groups() -> None:
-    from patronage.cli import clv, demo, importing
+    from patronage.cli import clv, demo, importing, loyalty
 
     app.add_typer(importing.app, name="import")
     app.add_typer(clv.app, name="clv")
+    app.add_typer(loyalty.app, name="loyalty")
     app.command("demo")(demo.demo)
 
 

@@ -19,6 +19,7 @@ from patronage.kit.clock import utcnow
 # Tables with their own merge handling; every other table with store_id and customer_id is
 # re-pointed to the surviving customer on merge.
 _SPECIAL_TABLES = {
+    "loyalty_members",
     "customers",
     "customer_identities",
     "consents",
@@ -268,7 +269,11 @@ def merge_customers(
     if survivor is None or merged is None:
         raise NotFoundError("cannot merge customers of another store")
     from patronage.customers.models import CustomerIdentity
+    from patronage.loyalty.service import merge_members
 
+    merge_members(
+        session, store_id=store_id, surviving_customer_id=surviving_id, merged_customer_id=merged_id
+    )
     repository.move_customer_rows(
         session,
         store_id,

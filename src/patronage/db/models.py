@@ -3,6 +3,7 @@
 from patronage.catalog import models as catalog_models
 from patronage.customers import models as customer_models
 from patronage.ingest import models as ingest_models
+from patronage.loyalty import models as loyalty_models
 from patronage.orders import models as order_models
 from patronage.stores import models as store_models
 from patronage.tracking import models as tracking_models
@@ -11,6 +12,7 @@ __all__ = [
     "catalog_models",
     "customer_models",
     "ingest_models",
+    "loyalty_models",
     "order_models",
     "store_models",
     "tracking_models",

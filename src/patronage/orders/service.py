@@ -102,7 +102,15 @@ def upsert_orders(
             order_ids,
         )
     summary.order_ids = order_ids
+    _after_orders_recorded(session, store, order_ids)
     return summary
+
+
+def _after_orders_recorded(session: Session, store: Store, order_ids: list[int]) -> None:
+    """Let the domains that follow orders catch up in the same transaction (loyalty points)."""
+    from patronage.loyalty.orders import sync_order_points
+
+    sync_order_points(session, store, order_ids)
 
 
 def _resolve_order_customers(

@@ -1,0 +1,1 @@
+"""The membership system: program, tiers, the points ledger, rewards, coupons and referrals."""

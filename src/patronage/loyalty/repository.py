@@ -1,0 +1,1445 @@
+"""All SQL of the membership system."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    CursorResult,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from patronage.customers.models import Customer, CustomerIdentity
+from patronage.db.base import table_of
+from patronage.db.conflicts import insert_ignoring_conflicts
+from patronage.db.types import Money
+from patronage.loyalty.models import (
+    DEBIT_KINDS,
+    Coupon,
+    IdempotencyRecord,
+    LedgerEntry,
+    LotConsumption,
+    LoyaltyMember,
+    LoyaltyNotice,
+    LoyaltyOrder,
+    LoyaltyProgram,
+    PointLot,
+    Referral,
+)
+from patronage.orders.models import Order
+
+programs = table_of(LoyaltyProgram)
+members = table_of(LoyaltyMember)
+entries = table_of(LedgerEntry)
+lots = table_of(PointLot)
+consumptions = table_of(LotConsumption)
+idempotency = table_of(IdempotencyRecord)
+order_state = table_of(LoyaltyOrder)
+coupons = table_of(Coupon)
+referrals = table_of(Referral)
+notices = table_of(LoyaltyNotice)
+orders = table_of(Order)
+
+_CHUNK = 500
+
+
+def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+# ---- programs ----------------------------------------------------------------------------------
+
+
+def latest_program(session: Session, store_id: int) -> tuple[int, dict[str, Any]] | None:
+    """The highest program version of the store and its document."""
+    row = session.execute(
+        select(programs.c.version, programs.c.document)
+        .where(programs.c.store_id == store_id)
+        .order_by(programs.c.version.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def latest_program_version(session: Session, store_id: int) -> int:
+    """The highest program version of the store (0 when none)."""
+    version = session.scalar(
+        select(func.max(programs.c.version)).where(programs.c.store_id == store_id)
+    )
+    return int(version or 0)
+
+
+def insert_program(
+    session: Session,
+    *,
+    store_id: int,
+    version: int,
+    document: dict[str, Any],
+    source: str,
+    created_at: datetime,
+) -> None:
+    """Insert one program version."""
+    session.execute(
+        insert(programs).values(
+            store_id=store_id,
+            version=version,
+            document=document,
+            source=source,
+            created_at=created_at,
+        )
+    )
+
+
+def program_document(session: Session, store_id: int, version: int) -> dict[str, Any] | None:
+    """The document of one program version."""
+    document = session.scalar(
+        select(programs.c.document).where(
+            programs.c.store_id == store_id, programs.c.version == version
+        )
+    )
+    return None if document is None else dict(document)
+
+
+def program_versions(session: Session, store_id: int) -> list[tuple[int, str, datetime]]:
+    """Every program version of the store: (version, source, created at)."""
+    rows = session.execute(
+        select(programs.c.version, programs.c.source, programs.c.created_at)
+        .where(programs.c.store_id == store_id)
+        .order_by(programs.c.version)
+    )
+    return [(version, source, created_at) for version, source, created_at in rows]
+
+
+# ---- members -----------------------------------------------------------------------------------
+
+
+def ensure_members(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert member rows, skipping customers that are members already."""
+    insert_ignoring_conflicts(session, members, rows, keys=("store_id", "customer_id"))
+
+
+def lock_member(session: Session, store_id: int, customer_id: int) -> dict[str, Any] | None:
+    """Read a member row and lock it until the transaction ends (FOR UPDATE on PostgreSQL).
+
+    On SQLite the transaction began with BEGIN IMMEDIATE and already holds the write lock.
+    """
+    row = (
+        session.execute(
+            select(members)
+            .where(members.c.store_id == store_id, members.c.customer_id == customer_id)
+            .with_for_update()
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
+def lock_members_by_id(session: Session, store_id: int, member_ids: Sequence[int]) -> list[dict]:
+    """Read and lock member rows in id order (a fixed order, so lockers never deadlock)."""
+    found: list[dict[str, Any]] = []
+    for chunk in _chunks(sorted(set(member_ids))):
+        rows = session.execute(
+            select(members)
+            .where(members.c.store_id == store_id, members.c.id.in_(chunk))
+            .order_by(members.c.id)
+            .with_for_update()
+        ).mappings()
+        found.extend(dict(row) for row in rows)
+    return found
+
+
+def get_member(session: Session, store_id: int, customer_id: int) -> dict[str, Any] | None:
+    """Read a member row without locking it."""
+    row = (
+        session.execute(
+            select(members).where(
+                members.c.store_id == store_id, members.c.customer_id == customer_id
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
+def member_ids_by_customer(
+    session: Session, store_id: int, customer_ids: Iterable[int]
+) -> dict[int, int]:
+    """Member id by customer id, for the customers that are members."""
+    found: dict[int, int] = {}
+    for chunk in _chunks(sorted(set(customer_ids))):
+        rows = session.execute(
+            select(members.c.customer_id, members.c.id).where(
+                members.c.store_id == store_id, members.c.customer_id.in_(chunk)
+            )
+        )
+        found.update({customer_id: member_id for customer_id, member_id in rows})
+    return found
+
+
+def update_member_balances(
+    session: Session,
+    *,
+    member_id: int,
+    expected: tuple[int, int, int],
+    balances: tuple[int, int, int],
+    now: datetime,
+) -> None:
+    """Write a locked member's new (available, pending, debt); refuse if they moved meanwhile."""
+    available, pending, debt = expected
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(members)
+        .where(
+            members.c.id == member_id,
+            members.c.available_points == available,
+            members.c.pending_points == pending,
+            members.c.debt_points == debt,
+        )
+        .values(
+            available_points=balances[0],
+            pending_points=balances[1],
+            debt_points=balances[2],
+            updated_at=now,
+        )
+    )
+    if result.rowcount != 1:
+        raise RuntimeError(f"member {member_id} changed under its lock; refusing to write")
+
+
+def update_members(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Update member columns in bulk; each row holds `member_id` and the same other keys."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_columns.setdefault(tuple(sorted(row)), []).append(row)
+    for columns, group in by_columns.items():
+        values: dict[str, Any] = {name: bindparam(name) for name in columns if name != "member_id"}
+        session.execute(
+            update(members).where(members.c.id == bindparam("member_id")).values(**values),
+            group,
+        )
+
+
+def set_referral_code(session: Session, member_id: int, code: str) -> None:
+    """Give a member their referral code."""
+    session.execute(update(members).where(members.c.id == member_id).values(referral_code=code))
+
+
+def member_by_referral_code(session: Session, store_id: int, code: str) -> dict[str, Any] | None:
+    """The member who owns a referral code."""
+    row = (
+        session.execute(
+            select(members).where(members.c.store_id == store_id, members.c.referral_code == code)
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
+def all_member_rows(session: Session, store_id: int) -> list[dict[str, Any]]:
+    """Tier-related columns of every member of the store."""
+    rows = session.execute(
+        select(
+            members.c.id,
+            members.c.customer_id,
+            members.c.tier,
+            members.c.tier_since_at,
+            members.c.tier_reviewed_at,
+            members.c.downgrade_due_at,
+            members.c.heritage_since_at,
+            members.c.rolling_spend,
+            members.c.rolling_orders,
+        )
+        .where(members.c.store_id == store_id)
+        .order_by(members.c.id)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def member_tier_rows(
+    session: Session, store_id: int, member_ids: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Tier-related columns of some members."""
+    found: list[dict[str, Any]] = []
+    for chunk in _chunks(sorted(set(member_ids))):
+        rows = session.execute(
+            select(
+                members.c.id,
+                members.c.customer_id,
+                members.c.tier,
+                members.c.tier_since_at,
+                members.c.tier_reviewed_at,
+                members.c.downgrade_due_at,
+                members.c.heritage_since_at,
+                members.c.rolling_spend,
+                members.c.rolling_orders,
+            ).where(members.c.store_id == store_id, members.c.id.in_(chunk))
+        ).mappings()
+        found.extend(dict(row) for row in rows)
+    return found
+
+
+def standing(session: Session, store_id: int, spend: Decimal) -> tuple[int, int]:
+    """(members with less rolling spend than `spend`, all members)."""
+    spend_column = members.c.rolling_spend
+    below, total = session.execute(
+        select(
+            func.coalesce(func.sum(case((spend_column < spend, 1), else_=0)), 0),
+            func.count(),
+        ).where(members.c.store_id == store_id)
+    ).one()
+    return int(below), int(total)
+
+
+# ---- idempotency -------------------------------------------------------------------------------
+
+
+def find_idempotency(
+    session: Session, store_id: int, key: str
+) -> tuple[str, dict[str, Any]] | None:
+    """The stored request hash and response of a key."""
+    row = session.execute(
+        select(idempotency.c.request_hash, idempotency.c.response).where(
+            idempotency.c.store_id == store_id, idempotency.c.key == key
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def insert_idempotency(
+    session: Session,
+    *,
+    store_id: int,
+    key: str,
+    request_hash: str,
+    response: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Record a performed mutation (unique on store and key: a racing duplicate fails here)."""
+    session.execute(
+        insert(idempotency).values(
+            store_id=store_id, key=key, request_hash=request_hash, response=response, created_at=now
+        )
+    )
+
+
+# ---- entries, lots, consumptions ---------------------------------------------------------------
+
+
+def insert_entry(session: Session, row: dict[str, Any]) -> int:
+    """Append one ledger entry and return its id."""
+    return int(session.execute(insert(entries).returning(entries.c.id), row).scalar_one())
+
+
+def insert_lot(session: Session, row: dict[str, Any]) -> int:
+    """Insert one lot and return its id."""
+    return int(session.execute(insert(lots).returning(lots.c.id), row).scalar_one())
+
+
+def insert_consumptions(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert consumption rows."""
+    if rows:
+        session.execute(insert(consumptions), rows)
+
+
+def update_lots(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Update lots in bulk; rows hold `lot_id` and the same other columns."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_columns.setdefault(tuple(sorted(row)), []).append(row)
+    for columns, group in by_columns.items():
+        values: dict[str, Any] = {name: bindparam(name) for name in columns if name != "lot_id"}
+        session.execute(
+            update(lots).where(lots.c.id == bindparam("lot_id")).values(**values), group
+        )
+
+
+_LOT_COLUMNS = (
+    lots.c.id,
+    lots.c.member_id,
+    lots.c.source,
+    lots.c.order_id,
+    lots.c.amount,
+    lots.c.remaining,
+    lots.c.activates_at,
+    lots.c.activated_at,
+    lots.c.expires_at,
+)
+
+
+def open_lots(session: Session, member_id: int) -> list[dict[str, Any]]:
+    """Lots of a member with points left, soonest-expiring first (never-expiring last)."""
+    rows = session.execute(
+        select(*_LOT_COLUMNS)
+        .where(lots.c.member_id == member_id, lots.c.remaining > 0)
+        .order_by(lots.c.expires_at.is_(None), lots.c.expires_at, lots.c.id)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def open_order_lots(session: Session, member_id: int, order_id: int) -> list[dict[str, Any]]:
+    """A member's lots of one order with points left."""
+    rows = session.execute(
+        select(*_LOT_COLUMNS)
+        .where(lots.c.member_id == member_id, lots.c.order_id == order_id, lots.c.remaining > 0)
+        .order_by(lots.c.id)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def due_lots(session: Session, member_id: int, now: datetime) -> list[dict[str, Any]]:
+    """A member's pending lots due to activate and active lots past expiry, with points left."""
+    rows = session.execute(
+        select(*_LOT_COLUMNS)
+        .where(
+            lots.c.member_id == member_id,
+            lots.c.remaining > 0,
+            or_(
+                and_(lots.c.activated_at.is_(None), lots.c.activates_at <= now),
+                and_(lots.c.activated_at.is_not(None), lots.c.expires_at <= now),
+            ),
+        )
+        .order_by(lots.c.id)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def spendable_lots(
+    session: Session, member_id: int, *, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    """A page of a member's active lots with points left, soonest-expiring first."""
+    rows = session.execute(
+        select(*_LOT_COLUMNS)
+        .where(
+            lots.c.member_id == member_id,
+            lots.c.remaining > 0,
+            lots.c.activated_at.is_not(None),
+        )
+        .order_by(lots.c.expires_at.is_(None), lots.c.expires_at, lots.c.id)
+        .limit(limit)
+        .offset(offset)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def lots_of_orders(session: Session, store_id: int, order_ids: Sequence[int]) -> list[dict]:
+    """Every lot attached to these orders."""
+    found: list[dict[str, Any]] = []
+    for chunk in _chunks(sorted(set(order_ids))):
+        rows = session.execute(
+            select(*_LOT_COLUMNS)
+            .where(lots.c.store_id == store_id, lots.c.order_id.in_(chunk))
+            .order_by(lots.c.id)
+        ).mappings()
+        found.extend(dict(row) for row in rows)
+    return found
+
+
+def entry_key_exists(session: Session, store_id: int, key: str) -> bool:
+    """Whether an entry with this idempotency key exists."""
+    return (
+        session.scalar(
+            select(entries.c.id).where(
+                entries.c.store_id == store_id, entries.c.idempotency_key == key
+            )
+        )
+        is not None
+    )
+
+
+def uncovered_debits(session: Session, member_id: int) -> list[tuple[int, int]]:
+    """Debit entries whose consumptions fall short of their amount: (entry id, shortfall)."""
+    consumed = (
+        select(consumptions.c.entry_id, func.sum(consumptions.c.amount).label("consumed"))
+        .where(consumptions.c.member_id == member_id)
+        .group_by(consumptions.c.entry_id)
+        .subquery()
+    )
+    debited = -(entries.c.available_delta + entries.c.pending_delta)
+    shortfall = debited - func.coalesce(consumed.c.consumed, 0)
+    rows = session.execute(
+        select(entries.c.id, shortfall)
+        .select_from(entries.outerjoin(consumed, consumed.c.entry_id == entries.c.id))
+        .where(
+            entries.c.member_id == member_id,
+            entries.c.kind.in_(DEBIT_KINDS),
+            shortfall > 0,
+        )
+        .order_by(entries.c.id)
+    )
+    return [(int(entry_id), int(missing)) for entry_id, missing in rows]
+
+
+def credited_since(session: Session, member_id: int, kinds: Sequence[str], since: datetime) -> int:
+    """Points credited to a member by entries of `kinds` since a moment."""
+    total = session.scalar(
+        select(
+            func.coalesce(func.sum(entries.c.available_delta + entries.c.pending_delta), 0)
+        ).where(
+            entries.c.member_id == member_id,
+            entries.c.kind.in_(kinds),
+            entries.c.occurred_at >= since,
+        )
+    )
+    return int(total or 0)
+
+
+def ledger_page(
+    session: Session, store_id: int, member_id: int, *, limit: int, before_id: int | None
+) -> list[dict[str, Any]]:
+    """A member's entries, newest first."""
+    statement = select(entries).where(
+        entries.c.store_id == store_id, entries.c.member_id == member_id
+    )
+    if before_id is not None:
+        statement = statement.where(entries.c.id < before_id)
+    rows = session.execute(statement.order_by(entries.c.id.desc()).limit(limit)).mappings()
+    return [dict(row) for row in rows]
+
+
+def expiring_points(
+    session: Session, member_id: int, *, after: datetime, until: datetime
+) -> list[tuple[datetime, int]]:
+    """Active points of a member that lapse in (after, until], by expiry moment."""
+    rows = session.execute(
+        select(lots.c.expires_at, func.sum(lots.c.remaining))
+        .where(
+            lots.c.member_id == member_id,
+            lots.c.remaining > 0,
+            lots.c.activated_at.is_not(None),
+            lots.c.expires_at > after,
+            lots.c.expires_at <= until,
+        )
+        .group_by(lots.c.expires_at)
+        .order_by(lots.c.expires_at)
+    )
+    return [(expires_at, int(points)) for expires_at, points in rows]
+
+
+def lapsed_unprocessed(session: Session, member_id: int, now: datetime) -> int:
+    """Active points of a member past their expiry that the expiry job has not yet taken."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(lots.c.remaining), 0)).where(
+            lots.c.member_id == member_id,
+            lots.c.remaining > 0,
+            lots.c.activated_at.is_not(None),
+            lots.c.expires_at <= now,
+        )
+    )
+    return int(total or 0)
+
+
+def members_with_due_lots(session: Session, store_id: int, now: datetime) -> list[int]:
+    """Members with pending lots due to activate or active lots past expiry."""
+    due_activation = select(lots.c.member_id).where(
+        lots.c.store_id == store_id,
+        lots.c.remaining > 0,
+        lots.c.activated_at.is_(None),
+        lots.c.activates_at <= now,
+    )
+    due_expiry = select(lots.c.member_id).where(
+        lots.c.store_id == store_id,
+        lots.c.remaining > 0,
+        lots.c.activated_at.is_not(None),
+        lots.c.expires_at <= now,
+    )
+    rows = session.execute(due_activation.union(due_expiry))
+    return sorted(int(row[0]) for row in rows)
+
+
+def lots_expiring_between(
+    session: Session, store_id: int, after: datetime, until: datetime
+) -> list[tuple[int, int, datetime, int]]:
+    """(member id, customer id, expiry, points) of active points lapsing in (after, until]."""
+    rows = session.execute(
+        select(members.c.id, members.c.customer_id, lots.c.expires_at, func.sum(lots.c.remaining))
+        .select_from(lots.join(members, members.c.id == lots.c.member_id))
+        .where(
+            lots.c.store_id == store_id,
+            lots.c.remaining > 0,
+            lots.c.activated_at.is_not(None),
+            lots.c.expires_at > after,
+            lots.c.expires_at <= until,
+        )
+        .group_by(members.c.id, members.c.customer_id, lots.c.expires_at)
+    )
+    return [(int(m), int(c), expires_at, int(points)) for m, c, expires_at, points in rows]
+
+
+# ---- orders ------------------------------------------------------------------------------------
+
+_ORDER_COLUMNS = (
+    orders.c.id,
+    orders.c.customer_id,
+    orders.c.currency,
+    orders.c.subtotal,
+    orders.c.discount,
+    orders.c.shipping,
+    orders.c.tax,
+    orders.c.total,
+    orders.c.refunded,
+    orders.c.fx_rate,
+    orders.c.placed_at,
+    orders.c.paid_at,
+    orders.c.shipped_at,
+    orders.c.delivered_at,
+    orders.c.cancelled_at,
+    orders.c.financial_status,
+)
+
+
+def orders_for_points(session: Session, store_id: int, order_ids: Sequence[int]) -> list[dict]:
+    """The columns points depend on, for these orders of the store."""
+    found: list[dict[str, Any]] = []
+    for chunk in _chunks(sorted(set(order_ids))):
+        rows = session.execute(
+            select(*_ORDER_COLUMNS).where(orders.c.store_id == store_id, orders.c.id.in_(chunk))
+        ).mappings()
+        found.extend(dict(row) for row in rows)
+    return found
+
+
+def order_ids_needing_points(session: Session, store_id: int) -> list[int]:
+    """Orders of customers that may earn or change points: every order with a customer."""
+    rows = session.execute(
+        select(orders.c.id)
+        .where(orders.c.store_id == store_id, orders.c.customer_id.is_not(None))
+        .order_by(orders.c.id)
+    )
+    return [int(row[0]) for row in rows]
+
+
+def order_states(session: Session, store_id: int, order_ids: Sequence[int]) -> dict[int, dict]:
+    """What the ledger has done for these orders, by order id."""
+    found: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks(sorted(set(order_ids))):
+        rows = session.execute(
+            select(order_state).where(
+                order_state.c.store_id == store_id, order_state.c.order_id.in_(chunk)
+            )
+        ).mappings()
+        found.update({row["order_id"]: dict(row) for row in rows})
+    return found
+
+
+def insert_order_state(session: Session, row: dict[str, Any]) -> None:
+    """Record that an order earned points."""
+    session.execute(insert(order_state), row)
+
+
+def update_order_state(session: Session, order_id: int, store_id: int, **values: Any) -> None:
+    """Change what the ledger recorded for an order."""
+    session.execute(
+        update(order_state)
+        .where(order_state.c.store_id == store_id, order_state.c.order_id == order_id)
+        .values(**values)
+    )
+
+
+def earned_orders_between(session: Session, member_id: int, start: datetime, end: datetime) -> int:
+    """Orders of a member that earned points, placed in [start, end), not cancelled."""
+    count = session.scalar(
+        select(func.count()).where(
+            order_state.c.member_id == member_id,
+            order_state.c.placed_at >= start,
+            order_state.c.placed_at < end,
+            order_state.c.cancelled.is_(False),
+        )
+    )
+    return int(count or 0)
+
+
+def birthdays(session: Session, store_id: int, customer_ids: Iterable[int]) -> dict[int, Any]:
+    """Birthday by customer id (customers without one are left out)."""
+    customers = table_of(Customer)
+    found: dict[int, Any] = {}
+    for chunk in _chunks(sorted(set(customer_ids))):
+        rows = session.execute(
+            select(customers.c.id, customers.c.birthday).where(
+                customers.c.store_id == store_id,
+                customers.c.id.in_(chunk),
+                customers.c.birthday.is_not(None),
+            )
+        )
+        found.update({customer_id: birthday for customer_id, birthday in rows})
+    return found
+
+
+def _paid_order_filter(window_start: datetime, now: datetime) -> Any:
+    return and_(
+        orders.c.placed_at >= window_start,
+        orders.c.placed_at <= now,
+        orders.c.cancelled_at.is_(None),
+        or_(
+            orders.c.paid_at.is_not(None),
+            orders.c.shipped_at.is_not(None),
+            orders.c.delivered_at.is_not(None),
+        ),
+        orders.c.refunded_base < orders.c.total_base,
+    )
+
+
+def tier_metrics(
+    session: Session,
+    store_id: int,
+    *,
+    window_start: datetime,
+    now: datetime,
+    member_ids: Sequence[int] | None = None,
+) -> dict[int, tuple[Decimal, int]]:
+    """Net spend (base currency) and paid orders per member over the window."""
+    statement: Select[Any] = (
+        select(
+            members.c.id,
+            func.sum(type_coerce(orders.c.total_base - orders.c.refunded_base, Money())),
+            func.count(orders.c.id),
+        )
+        .select_from(
+            members.join(
+                orders,
+                and_(
+                    orders.c.store_id == members.c.store_id,
+                    orders.c.customer_id == members.c.customer_id,
+                ),
+            )
+        )
+        .where(members.c.store_id == store_id, _paid_order_filter(window_start, now))
+        .group_by(members.c.id)
+    )
+    found: dict[int, tuple[Decimal, int]] = {}
+    if member_ids is None:
+        for member_id, spend, count in session.execute(statement):
+            found[int(member_id)] = (spend or Decimal(0), int(count))
+        return found
+    for chunk in _chunks(sorted(set(member_ids))):
+        for member_id, spend, count in session.execute(statement.where(members.c.id.in_(chunk))):
+            found[int(member_id)] = (spend or Decimal(0), int(count))
+    return found
+
+
+def first_order_at(
+    session: Session, store_id: int, member_ids: Sequence[int]
+) -> dict[int, datetime]:
+    """When each member first ordered (or was first seen, when earlier)."""
+    customers = table_of(Customer)
+    found: dict[int, datetime] = {}
+    for chunk in _chunks(sorted(set(member_ids))):
+        first_orders = session.execute(
+            select(members.c.id, func.min(orders.c.placed_at))
+            .select_from(
+                members.join(
+                    orders,
+                    and_(
+                        orders.c.store_id == members.c.store_id,
+                        orders.c.customer_id == members.c.customer_id,
+                    ),
+                )
+            )
+            .where(members.c.store_id == store_id, members.c.id.in_(chunk))
+            .group_by(members.c.id)
+        )
+        for member_id, first in first_orders:
+            found[int(member_id)] = first
+        first_seen = session.execute(
+            select(members.c.id, customers.c.first_seen_at)
+            .select_from(members.join(customers, customers.c.id == members.c.customer_id))
+            .where(members.c.id.in_(chunk), customers.c.first_seen_at.is_not(None))
+        )
+        for member_id, seen in first_seen:
+            key = int(member_id)
+            found[key] = min(found.get(key, seen), seen)
+    return found
+
+
+# ---- coupons -----------------------------------------------------------------------------------
+
+
+def insert_coupon(session: Session, row: dict[str, Any]) -> None:
+    """Insert a coupon (unique code per store)."""
+    session.execute(insert(coupons), row)
+
+
+def coupon_code_exists(session: Session, store_id: int, code: str) -> bool:
+    """Whether a coupon code is taken."""
+    return (
+        session.scalar(
+            select(coupons.c.id).where(coupons.c.store_id == store_id, coupons.c.code == code)
+        )
+        is not None
+    )
+
+
+def mark_coupon_used(
+    session: Session, store_id: int, code: str, *, now: datetime, reference: str | None
+) -> bool:
+    """Use a coupon once: true only for the first use of an unexpired code."""
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(coupons)
+        .where(
+            coupons.c.store_id == store_id,
+            coupons.c.code == code,
+            coupons.c.used_at.is_(None),
+            or_(coupons.c.expires_at.is_(None), coupons.c.expires_at > now),
+        )
+        .values(used_at=now, used_reference=reference)
+    )
+    return result.rowcount == 1
+
+
+def coupons_of(session: Session, member_id: int) -> list[dict[str, Any]]:
+    """A member's coupons, newest first."""
+    rows = session.execute(
+        select(coupons).where(coupons.c.member_id == member_id).order_by(coupons.c.id.desc())
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+# ---- notices -----------------------------------------------------------------------------------
+
+
+def add_notices(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Queue notices, each at most once (by dedupe key)."""
+    insert_ignoring_conflicts(session, notices, rows, keys=("store_id", "dedupe_key"))
+
+
+def notices_of(session: Session, store_id: int, member_id: int | None = None) -> list[dict]:
+    """Notices of the store (or of one member), oldest first."""
+    statement = select(notices).where(notices.c.store_id == store_id)
+    if member_id is not None:
+        statement = statement.where(notices.c.member_id == member_id)
+    rows = session.execute(statement.order_by(notices.c.id)).mappings()
+    return [dict(row) for row in rows]
+
+
+# ---- referrals ---------------------------------------------------------------------------------
+
+
+def find_referral(session: Session, store_id: int, customer_id: int) -> dict[str, Any] | None:
+    """The referral that brought a customer."""
+    row = (
+        session.execute(
+            select(referrals).where(
+                referrals.c.store_id == store_id, referrals.c.referred_customer_id == customer_id
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
+def insert_referral(session: Session, row: dict[str, Any]) -> int:
+    """Record a referral and return its id."""
+    return int(session.execute(insert(referrals).returning(referrals.c.id), row).scalar_one())
+
+
+def referrals_from_source(session: Session, store_id: int, *, source: str, since: datetime) -> int:
+    """Referrals recorded from one source (IP, device) since a moment."""
+    count = session.scalar(
+        select(func.count()).where(
+            referrals.c.store_id == store_id,
+            referrals.c.source == source,
+            referrals.c.created_at >= since,
+        )
+    )
+    return int(count or 0)
+
+
+def referrals_from_device(
+    session: Session, store_id: int, *, device_id: str, since: datetime
+) -> int:
+    """Referrals recorded from one device since a moment."""
+    count = session.scalar(
+        select(func.count()).where(
+            referrals.c.store_id == store_id,
+            referrals.c.device_id == device_id,
+            referrals.c.created_at >= since,
+        )
+    )
+    return int(count or 0)
+
+
+def pending_referrals_due(
+    session: Session, store_id: int, *, window_days: int, now: datetime
+) -> list[dict[str, Any]]:
+    """Pending referrals whose friend has a first order past the return window.
+
+    The friend's first paid, uncancelled, not wholly refunded order counts; it is due once it was
+    delivered `window_days` ago.
+    """
+    from datetime import timedelta
+
+    cutoff = now - timedelta(days=window_days)
+    rows = session.execute(
+        select(referrals, func.min(orders.c.id).label("first_order_id"))
+        .select_from(
+            referrals.join(
+                orders,
+                and_(
+                    orders.c.store_id == referrals.c.store_id,
+                    orders.c.customer_id == referrals.c.referred_customer_id,
+                ),
+            )
+        )
+        .where(
+            referrals.c.store_id == store_id,
+            referrals.c.status == "pending",
+            orders.c.cancelled_at.is_(None),
+            orders.c.delivered_at.is_not(None),
+            orders.c.delivered_at <= cutoff,
+            orders.c.refunded_base < orders.c.total_base,
+        )
+        .group_by(*referrals.c)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def update_referral(session: Session, referral_id: int, **values: Any) -> None:
+    """Change a referral's status."""
+    session.execute(update(referrals).where(referrals.c.id == referral_id).values(**values))
+
+
+def customer_fingerprint(session: Session, store_id: int, customer_id: int) -> dict[str, Any]:
+    """What identifies a customer for fraud checks: email, phone, address, devices."""
+    customers = table_of(Customer)
+    identities = table_of(CustomerIdentity)
+    row = (
+        session.execute(
+            select(customers.c.email, customers.c.phone, customers.c.attributes).where(
+                customers.c.store_id == store_id, customers.c.id == customer_id
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return {}
+    devices = session.scalars(
+        select(identities.c.value).where(
+            identities.c.store_id == store_id,
+            identities.c.customer_id == customer_id,
+            identities.c.kind == "anonymous_id",
+        )
+    ).all()
+    emails = session.scalars(
+        select(identities.c.value).where(
+            identities.c.store_id == store_id,
+            identities.c.customer_id == customer_id,
+            identities.c.kind == "email",
+        )
+    ).all()
+    phones = session.scalars(
+        select(identities.c.value).where(
+            identities.c.store_id == store_id,
+            identities.c.customer_id == customer_id,
+            identities.c.kind == "phone",
+        )
+    ).all()
+    attributes = row["attributes"] or {}
+    return {
+        "emails": {value.lower() for value in [row["email"], *emails] if value},
+        "phones": {value for value in [row["phone"], *phones] if value},
+        "addresses": {str(attributes["address"])} if attributes.get("address") else set(),
+        "devices": set(devices) | set(attributes.get("device_ids") or []),
+    }
+
+
+def customer_exists(session: Session, store_id: int, customer_id: int) -> bool:
+    """Whether the customer belongs to the store."""
+    customers = table_of(Customer)
+    return (
+        session.scalar(
+            select(literal(1)).where(
+                customers.c.store_id == store_id, customers.c.id == customer_id
+            )
+        )
+        is not None
+    )
+
+
+def customer_birthday_and_email(
+    session: Session, store_id: int, customer_id: int
+) -> dict[str, Any] | None:
+    """A customer's birthday and email."""
+    customers = table_of(Customer)
+    row = (
+        session.execute(
+            select(customers.c.birthday, customers.c.email).where(
+                customers.c.store_id == store_id, customers.c.id == customer_id
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
+# ---- verification (set-based, one GROUP BY per invariant) --------------------------------------
+
+
+@dataclass(frozen=True)
+class Violations:
+    """How many rows break an invariant, and a few of their ids."""
+
+    count: int
+    examples: list[int]
+
+
+def _violations(session: Session, statement: Any, examples: int) -> Violations:
+    subquery = statement.subquery()
+    count = session.scalar(select(func.count()).select_from(subquery)) or 0
+    sample = (
+        [int(row[0]) for row in session.execute(select(subquery).limit(examples))] if count else []
+    )
+    return Violations(int(count), sample)
+
+
+def balance_mismatches(session: Session, store_id: int, examples: int) -> Violations:
+    """Members whose available or pending balance differs from the sum of their entries."""
+    sums = (
+        select(
+            entries.c.member_id,
+            func.sum(entries.c.available_delta).label("available"),
+            func.sum(entries.c.pending_delta).label("pending"),
+        )
+        .where(entries.c.store_id == store_id)
+        .group_by(entries.c.member_id)
+        .subquery()
+    )
+    statement = (
+        select(members.c.id)
+        .select_from(members.outerjoin(sums, sums.c.member_id == members.c.id))
+        .where(
+            members.c.store_id == store_id,
+            or_(
+                members.c.available_points != func.coalesce(sums.c.available, 0),
+                members.c.pending_points != func.coalesce(sums.c.pending, 0),
+            ),
+        )
+    )
+    return _violations(session, statement, examples)
+
+
+def lot_mismatches(session: Session, store_id: int, examples: int) -> Violations:
+    """Lots whose remaining is not credit - consumptions, or is outside [0, credit]."""
+    used = (
+        select(consumptions.c.lot_id, func.sum(consumptions.c.amount).label("used"))
+        .where(consumptions.c.store_id == store_id)
+        .group_by(consumptions.c.lot_id)
+        .subquery()
+    )
+    statement = (
+        select(lots.c.id)
+        .select_from(lots.outerjoin(used, used.c.lot_id == lots.c.id))
+        .where(
+            lots.c.store_id == store_id,
+            or_(
+                lots.c.remaining != lots.c.amount - func.coalesce(used.c.used, 0),
+                lots.c.remaining < 0,
+                lots.c.remaining > lots.c.amount,
+            ),
+        )
+    )
+    return _violations(session, statement, examples)
+
+
+def lot_credit_mismatches(session: Session, store_id: int, examples: int) -> Violations:
+    """Credit entries without exactly one lot of their amount, and lots without a credit entry."""
+    credited = entries.c.available_delta + entries.c.pending_delta
+    missing_lot = (
+        select(entries.c.id)
+        .select_from(entries.outerjoin(lots, lots.c.entry_id == entries.c.id))
+        .where(
+            entries.c.store_id == store_id,
+            entries.c.kind.not_in((*DEBIT_KINDS, "activate")),
+            or_(lots.c.id.is_(None), lots.c.amount != credited),
+        )
+    )
+    stray_lot = (
+        select(lots.c.entry_id)
+        .select_from(lots.join(entries, entries.c.id == lots.c.entry_id))
+        .where(
+            lots.c.store_id == store_id,
+            entries.c.kind.in_((*DEBIT_KINDS, "activate")),
+        )
+    )
+    return _violations(session, missing_lot.union_all(stray_lot), examples)
+
+
+def bucket_mismatches(session: Session, store_id: int, examples: int) -> Violations:
+    """Members whose lots do not add up: pending = pending lots; available + debt = active lots."""
+    sums = (
+        select(
+            lots.c.member_id,
+            func.sum(case((lots.c.activated_at.is_(None), lots.c.remaining), else_=0)).label(
+                "pending"
+            ),
+            func.sum(case((lots.c.activated_at.is_not(None), lots.c.remaining), else_=0)).label(
+                "active"
+            ),
+        )
+        .where(lots.c.store_id == store_id)
+        .group_by(lots.c.member_id)
+        .subquery()
+    )
+    statement = (
+        select(members.c.id)
+        .select_from(members.outerjoin(sums, sums.c.member_id == members.c.id))
+        .where(
+            members.c.store_id == store_id,
+            or_(
+                members.c.pending_points != func.coalesce(sums.c.pending, 0),
+                members.c.available_points + members.c.debt_points
+                != func.coalesce(sums.c.active, 0),
+                members.c.pending_points < 0,
+                members.c.debt_points < 0,
+                and_(
+                    members.c.debt_points > 0,
+                    members.c.available_points != -members.c.debt_points,
+                ),
+            ),
+        )
+    )
+    return _violations(session, statement, examples)
+
+
+def overconsumed_entries(session: Session, store_id: int, examples: int) -> Violations:
+    """Entries that took more from lots than they debited (or that are not debits at all)."""
+    used = (
+        select(consumptions.c.entry_id, func.sum(consumptions.c.amount).label("used"))
+        .where(consumptions.c.store_id == store_id)
+        .group_by(consumptions.c.entry_id)
+        .subquery()
+    )
+    debited = -(entries.c.available_delta + entries.c.pending_delta)
+    statement = (
+        select(entries.c.id)
+        .select_from(entries.join(used, used.c.entry_id == entries.c.id))
+        .where(
+            entries.c.store_id == store_id,
+            or_(used.c.used > debited, entries.c.kind.not_in(DEBIT_KINDS)),
+        )
+    )
+    return _violations(session, statement, examples)
+
+
+def debt_mismatches(session: Session, store_id: int, examples: int) -> Violations:
+    """Members whose debt is not what their debits left uncovered by lots."""
+    debited = (
+        select(
+            entries.c.member_id,
+            func.sum(-(entries.c.available_delta + entries.c.pending_delta)).label("debited"),
+        )
+        .where(entries.c.store_id == store_id, entries.c.kind.in_(DEBIT_KINDS))
+        .group_by(entries.c.member_id)
+        .subquery()
+    )
+    used = (
+        select(consumptions.c.member_id, func.sum(consumptions.c.amount).label("used"))
+        .where(consumptions.c.store_id == store_id)
+        .group_by(consumptions.c.member_id)
+        .subquery()
+    )
+    statement = (
+        select(members.c.id)
+        .select_from(
+            members.outerjoin(debited, debited.c.member_id == members.c.id).outerjoin(
+                used, used.c.member_id == members.c.id
+            )
+        )
+        .where(
+            members.c.store_id == store_id,
+            members.c.debt_points
+            != func.coalesce(debited.c.debited, 0) - func.coalesce(used.c.used, 0),
+        )
+    )
+    return _violations(session, statement, examples)
+
+
+def negative_members(session: Session, store_id: int, examples: int) -> Violations:
+    """Members with a negative available balance."""
+    statement = select(members.c.id).where(
+        members.c.store_id == store_id, members.c.available_points < 0
+    )
+    return _violations(session, statement, examples)
+
+
+def negative_redemptions(session: Session, store_id: int, examples: int) -> Violations:
+    """Debt caused by anything but a reversal: redemptions and adjustments never overdraw."""
+    used = (
+        select(consumptions.c.entry_id, func.sum(consumptions.c.amount).label("used"))
+        .where(consumptions.c.store_id == store_id)
+        .group_by(consumptions.c.entry_id)
+        .subquery()
+    )
+    debited = -(entries.c.available_delta + entries.c.pending_delta)
+    statement = (
+        select(entries.c.id)
+        .select_from(entries.outerjoin(used, used.c.entry_id == entries.c.id))
+        .where(
+            entries.c.store_id == store_id,
+            entries.c.kind.in_(("redeem", "expire", "cancel", "adjust_debit")),
+            func.coalesce(used.c.used, 0) != debited,
+        )
+    )
+    return _violations(session, statement, examples)
+
+
+def ledger_counts(session: Session, store_id: int) -> tuple[int, int, int]:
+    """(members, entries, lots) of the store."""
+    member_count = session.scalar(select(func.count()).where(members.c.store_id == store_id))
+    entry_count = session.scalar(select(func.count()).where(entries.c.store_id == store_id))
+    lot_count = session.scalar(select(func.count()).where(lots.c.store_id == store_id))
+    return int(member_count or 0), int(entry_count or 0), int(lot_count or 0)
+
+
+def lots_of_member(session: Session, member_id: int) -> list[dict[str, Any]]:
+    """Every lot of a member, spent or not ."""
+    rows = session.execute(
+        select(*_LOT_COLUMNS).where(lots.c.member_id == member_id).order_by(lots.c.id)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def _flag(condition: Any) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def member_invariant_counts(session: Session, store_id: int) -> dict[str, int]:
+    """One pass over members with their entries, lots and consumptions aggregated per member:
+    how many members break each member-level invariant."""
+    debit = entries.c.kind.in_(DEBIT_KINDS)
+    entry_sums = (
+        select(
+            entries.c.member_id,
+            func.sum(entries.c.available_delta).label("available"),
+            func.sum(entries.c.pending_delta).label("pending"),
+            func.sum(
+                case((debit, -(entries.c.available_delta + entries.c.pending_delta)), else_=0)
+            ).label("debited"),
+        )
+        .where(entries.c.store_id == store_id)
+        .group_by(entries.c.member_id)
+        .subquery()
+    )
+    lot_sums = (
+        select(
+            lots.c.member_id,
+            func.sum(case((lots.c.activated_at.is_(None), lots.c.remaining), else_=0)).label(
+                "pending"
+            ),
+            func.sum(case((lots.c.activated_at.is_not(None), lots.c.remaining), else_=0)).label(
+                "active"
+            ),
+        )
+        .where(lots.c.store_id == store_id)
+        .group_by(lots.c.member_id)
+        .subquery()
+    )
+    used = (
+        select(consumptions.c.member_id, func.sum(consumptions.c.amount).label("used"))
+        .where(consumptions.c.store_id == store_id)
+        .group_by(consumptions.c.member_id)
+        .subquery()
+    )
+    m = members.c
+    row = session.execute(
+        select(
+            _flag(
+                or_(
+                    m.available_points != func.coalesce(entry_sums.c.available, 0),
+                    m.pending_points != func.coalesce(entry_sums.c.pending, 0),
+                )
+            ),
+            _flag(
+                or_(
+                    m.pending_points != func.coalesce(lot_sums.c.pending, 0),
+                    m.available_points + m.debt_points != func.coalesce(lot_sums.c.active, 0),
+                    m.pending_points < 0,
+                    m.debt_points < 0,
+                    and_(m.debt_points > 0, m.available_points != -m.debt_points),
+                )
+            ),
+            _flag(
+                m.debt_points
+                != func.coalesce(entry_sums.c.debited, 0) - func.coalesce(used.c.used, 0)
+            ),
+            _flag(m.available_points < 0),
+            func.count(),
+        )
+        .select_from(
+            members.outerjoin(entry_sums, entry_sums.c.member_id == m.id)
+            .outerjoin(lot_sums, lot_sums.c.member_id == m.id)
+            .outerjoin(used, used.c.member_id == m.id)
+        )
+        .where(m.store_id == store_id)
+    ).one()
+    names = ("balance", "buckets", "debt", "negative", "members")
+    return {name: int(value or 0) for name, value in zip(names, row, strict=True)}
+
+
+def lot_invariant_counts(session: Session, store_id: int) -> dict[str, int]:
+    """One pass over lots with their consumptions and credit entries: lots that break an
+    invariant (remaining vs consumptions; lot of a non-credit or of another amount)."""
+    used = (
+        select(consumptions.c.lot_id, func.sum(consumptions.c.amount).label("used"))
+        .where(consumptions.c.store_id == store_id)
+        .group_by(consumptions.c.lot_id)
+        .subquery()
+    )
+    credited = entries.c.available_delta + entries.c.pending_delta
+    row = session.execute(
+        select(
+            _flag(
+                or_(
+                    lots.c.remaining != lots.c.amount - func.coalesce(used.c.used, 0),
+                    lots.c.remaining < 0,
+                    lots.c.remaining > lots.c.amount,
+                )
+            ),
+            _flag(
+                or_(
+                    entries.c.kind.in_((*DEBIT_KINDS, "activate")),
+                    lots.c.amount != credited,
+                )
+            ),
+            func.count(),
+        )
+        .select_from(
+            lots.join(entries, entries.c.id == lots.c.entry_id).outerjoin(
+                used, used.c.lot_id == lots.c.id
+            )
+        )
+        .where(lots.c.store_id == store_id)
+    ).one()
+    names = ("lots", "lot_credit", "lot_count")
+    return {name: int(value or 0) for name, value in zip(names, row, strict=True)}
+
+
+def entry_invariant_counts(session: Session, store_id: int) -> dict[str, int]:
+    """One pass over entries with their consumptions and lots: entries that over-consume,
+    debits that overdraw where they must not, credits without their lot."""
+    used = (
+        select(consumptions.c.entry_id, func.sum(consumptions.c.amount).label("used"))
+        .where(consumptions.c.store_id == store_id)
+        .group_by(consumptions.c.entry_id)
+        .subquery()
+    )
+    debited = -(entries.c.available_delta + entries.c.pending_delta)
+    credit = entries.c.kind.not_in((*DEBIT_KINDS, "activate"))
+    row = session.execute(
+        select(
+            _flag(
+                and_(
+                    used.c.used.is_not(None),
+                    or_(used.c.used > debited, entries.c.kind.not_in(DEBIT_KINDS)),
+                )
+            ),
+            _flag(
+                and_(
+                    entries.c.kind.in_(("redeem", "expire", "cancel", "adjust_debit")),
+                    func.coalesce(used.c.used, 0) != debited,
+                )
+            ),
+            _flag(and_(credit, or_(lots.c.id.is_(None), lots.c.amount != -debited))),
+            func.count(),
+        )
+        .select_from(
+            entries.outerjoin(used, used.c.entry_id == entries.c.id).outerjoin(
+                lots, lots.c.entry_id == entries.c.id
+            )
+        )
+        .where(entries.c.store_id == store_id)
+    ).one()
+    names = ("overconsumed", "overdrawn", "entry_credit", "entries")
+    return {name: int(value or 0) for name, value in zip(names, row, strict=True)}
+
+
+def repoint_member(session: Session, member_id: int, customer_id: int) -> None:
+    """Give a membership to another customer (the survivor of a merge)."""
+    session.execute(
+        update(members).where(members.c.id == member_id).values(customer_id=customer_id)
+    )
+
+
+def move_member_rows(session: Session, store_id: int, *, from_id: int, to_id: int) -> None:
+    """Re-point a member's orders, coupons and referrals to another member."""
+    for table, column in (
+        (order_state, order_state.c.member_id),
+        (coupons, coupons.c.member_id),
+        (referrals, referrals.c.referrer_member_id),
+    ):
+        session.execute(
+            update(table)
+            .where(table.c.store_id == store_id, column == from_id)
+            .values({column.name: to_id})
+        )
+
+
+def find_idempotency_many(
+    session: Session, store_id: int, keys: Sequence[str]
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Stored request hashes and responses of these keys."""
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for chunk in _chunks(sorted(set(keys))):
+        rows = session.execute(
+            select(idempotency.c.key, idempotency.c.request_hash, idempotency.c.response).where(
+                idempotency.c.store_id == store_id, idempotency.c.key.in_(chunk)
+            )
+        )
+        found.update({key: (request_hash, response) for key, request_hash, response in rows})
+    return found
+
+
+def insert_idempotency_many(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Record performed mutations in bulk (a racing duplicate key fails the statement)."""
+    if rows:
+        session.execute(insert(idempotency), rows)
+
+
+def lock_members_by_customer(
+    session: Session, store_id: int, customer_ids: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Read and lock the member rows of these customers, in member id order."""
+    found: list[dict[str, Any]] = []
+    for chunk in _chunks(sorted(set(customer_ids))):
+        rows = session.execute(
+            select(members)
+            .where(members.c.store_id == store_id, members.c.customer_id.in_(chunk))
+            .order_by(members.c.id)
+            .with_for_update()
+        ).mappings()
+        found.extend(dict(row) for row in rows)
+    return found
+
+
+def existing_customers(session: Session, store_id: int, customer_ids: Iterable[int]) -> set[int]:
+    """Which of these customers belong to the store."""
+    customers = table_of(Customer)
+    found: set[int] = set()
+    for chunk in _chunks(sorted(set(customer_ids))):
+        found.update(
+            session.scalars(
+                select(customers.c.id).where(
+                    customers.c.store_id == store_id, customers.c.id.in_(chunk)
+                )
+            )
+        )
+    return found
