@@ -11,7 +11,7 @@ import json
 import platform
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,25 +30,91 @@ class Case:
     quick_arguments: tuple[str, ...]
 
 
+def _case(module: str, full: list[str], quick: list[str]) -> Case:
+    return Case(module, tuple(full), tuple(quick))
+
+
 def _cases() -> list[Case]:
-    rows, baseline_rows, quick_rows = "1000000", "100000", "20000"
-    events, baseline_events, quick_events = "200000", "50000", "5000"
     cases = []
     for backend in ("sqlite", "postgresql"):
+        importing = "benchmarks.bench_import"
         cases += [
-            Case("benchmarks.bench_import",
-                 ("--case", "patronage", "--backend", backend, "--rows", rows),
-                 ("--case", "patronage", "--backend", backend, "--rows", quick_rows)),
-            Case("benchmarks.bench_import",
-                 ("--case", "baseline", "--backend", backend, "--rows", baseline_rows),
-                 ("--case", "baseline", "--backend", backend, "--rows", quick_rows)),
-            Case("benchmarks.bench_intake",
-                 ("--case", "patronage", "--backend", backend, "--events", events),
-                 ("--case", "patronage", "--backend", backend, "--events", quick_events)),
-            Case("benchmarks.bench_intake",
-                 ("--case", "baseline", "--backend", backend, "--events", baseline_events),
-                 ("--case", "baseline", "--backend", backend, "--events", quick_events)),
-        ]  # fmt: skip
+            _case(
+                importing,
+                ["--case", "patronage", "--backend", backend, "--rows", "1000000"],
+                ["--case", "patronage", "--backend", backend, "--rows", "20000"],
+            ),
+            _case(
+                importing,
+                ["--case", "baseline", "--backend", backend, "--rows", "100000"],
+                ["--case", "baseline", "--backend", backend, "--rows", "5000"],
+            ),
+        ]
+    for backend in ("sqlite", "postgresql"):
+        intake = "benchmarks.bench_intake"
+        cases += [
+            _case(
+                intake,
+                ["--case", "patronage", "--backend", backend, "--events", "200000"],
+                ["--case", "patronage", "--backend", backend, "--events", "5000"],
+            ),
+            _case(
+                intake,
+                ["--case", "baseline", "--backend", backend, "--events", "50000"],
+                ["--case", "baseline", "--backend", backend, "--events", "5000"],
+            ),
+        ]
+    clv = "benchmarks.bench_clv"
+    for stage in ("fit", "clv"):
+        for case in ("patronage", "lifetimes"):
+            cases.append(
+                _case(
+                    clv,
+                    ["--case", case, "--stage", stage, "--customers", "1000000"],
+                    ["--case", case, "--stage", stage, "--customers", "20000"],
+                )
+            )
+    scoring = "benchmarks.bench_scoring"
+    for case in ("patronage-duckdb", "pandas", "incremental"):
+        cases.append(
+            _case(
+                scoring,
+                ["--case", case, "--customers", "1000000", "--orders", "10000000"],
+                ["--case", case, "--customers", "10000", "--orders", "100000"],
+            )
+        )
+    for case in ("patronage-sqlite", "patronage-postgresql"):
+        cases.append(
+            _case(
+                scoring,
+                ["--case", case, "--customers", "1000000", "--orders", "10000000"],
+                ["--case", case, "--customers", "10000", "--orders", "100000"],
+            )
+        )
+    loyalty = "benchmarks.bench_loyalty"
+    for backend in ("sqlite", "postgresql"):
+        cases += [
+            _case(
+                loyalty,
+                ["--case", "service", "--backend", backend, "--n", "5000"],
+                ["--case", "service", "--backend", backend, "--n", "300"],
+            ),
+            _case(
+                loyalty,
+                ["--case", "service", "--backend", backend, "--n", "2000", "--contention"],
+                ["--case", "service", "--backend", backend, "--n", "200", "--contention"],
+            ),
+            _case(
+                loyalty,
+                ["--case", "api", "--backend", backend, "--n", "2000"],
+                ["--case", "api", "--backend", backend, "--n", "200"],
+            ),
+            _case(
+                loyalty,
+                ["--case", "verify", "--backend", backend, "--n", "1000000"],
+                ["--case", "verify", "--backend", backend, "--n", "10000"],
+            ),
+        ]
     return cases
 
 
@@ -102,6 +168,15 @@ def render(results: list[Result], quick: bool) -> str:
     return "\n".join(lines)
 
 
+def _merge_with_previous(path: Path, fresh: list[Result]) -> list[Result]:
+    """Keep the previous run's lines for benchmarks not re-run now (`--only`)."""
+    cache = path.with_suffix(".json")
+    previous = [Result(**row) for row in json.loads(cache.read_text())] if cache.exists() else []
+    fresh_keys = {(r.benchmark, r.variant, r.backend) for r in fresh}
+    kept = [r for r in previous if (r.benchmark, r.variant, r.backend) not in fresh_keys]
+    return kept + fresh
+
+
 def _cpu_count() -> int:
     import os
 
@@ -117,6 +192,9 @@ def main() -> None:
     options = parser.parse_args()
     results = [run_case(case, options.quick) for case in _cases() if options.only in case.module]
     options.output.write_text(render(results, options.quick) + "\n")
+    options.output.with_suffix(".json").write_text(
+        json.dumps([asdict(result) for result in results], indent=1) + "\n"
+    )
     print(f"wrote {options.output}")
 
 
