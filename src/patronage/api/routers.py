@@ -22,3 +22,7 @@ def include_routers(app: FastAPI) -> None:
     from patronage.loyalty.routes import router as members_router
 
     app.include_router(members_router)
+
+    from patronage.analytics.routes import router as analytics_router
+
+    app.include_router(analytics_router)

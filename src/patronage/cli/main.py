@@ -220,11 +220,13 @@ def serve(
 
 
 def _register_groups() -> None:
-    from patronage.cli import clv, demo, importing, loyalty
+    from patronage.cli import analyze, clv, demo, importing, loyalty
 
     app.add_typer(importing.app, name="import")
     app.add_typer(clv.app, name="clv")
     app.add_typer(loyalty.app, name="loyalty")
+    app.command("analyze")(analyze.analyze)
+    app.add_typer(analyze.report_app, name="report")
     app.command("demo")(demo.demo)
 
 

@@ -49,6 +49,9 @@ def customer_360(
         .order_by(Event.occurred_at.desc(), Event.id.desc())
         .limit(event_limit)
     ).all()
+    from patronage.analytics.repository import scores_of_customer
+
+    scores = scores_of_customer(session, store_id, customer.id)
     return CustomerOut(
         id=customer.id,
         store_id=customer.store_id,
@@ -92,6 +95,7 @@ def customer_360(
             )
             for e in events
         ],
+        scores=scores,
     )
 
 

@@ -205,3 +205,4 @@ class CustomerOut(BaseModel):
     order_count: int
     orders: list[OrderOut]
     events: list[EventOut]
+    scores: dict[str, Any] | None = None  # latest analytics scores (patronage.analytics)

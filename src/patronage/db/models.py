@@ -1,5 +1,6 @@
 """Imports every table module so that Base.metadata is complete (Alembic, tests)."""
 
+from patronage.analytics import tables as analytics_tables
 from patronage.catalog import models as catalog_models
 from patronage.customers import models as customer_models
 from patronage.ingest import models as ingest_models
@@ -9,6 +10,7 @@ from patronage.stores import models as store_models
 from patronage.tracking import models as tracking_models
 
 __all__ = [
+    "analytics_tables",
     "catalog_models",
     "customer_models",
     "ingest_models",

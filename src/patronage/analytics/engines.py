@@ -1,0 +1,406 @@
+"""Where the scoring definitions run: the store's own database, DuckDB, or Spark in local mode.
+
+`DatabaseEngine` compiles an Ibis expression to the session's SQL dialect (SQLite or PostgreSQL) and
+runs it through the session, inside the caller's transaction: nothing leaves the database when
+the result is written with `insert_select`. `DuckDBEngine` and `SparkEngine` receive the store's
+rows as Arrow tables (a narrow export of the columns the definitions read) and run the same
+expressions there. Every engine returns rows normalised to the same Python values, so results can
+be compared exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+import pyarrow as pa
+import sqlglot.expressions as sge
+from ibis.backends.sql.compilers.postgres import PostgresCompiler
+from ibis.backends.sql.compilers.sqlite import SQLiteCompiler
+from sqlalchemy import BigInteger, DateTime, select, text, type_coerce
+from sqlalchemy.orm import Session
+
+from patronage.analytics.scoring import SCHEMAS, Sources
+from patronage.customers.models import Customer
+from patronage.db.base import table_of
+from patronage.orders.models import Order, OrderLine
+from patronage.tracking.models import Event
+
+ENGINE_NAMES = ("database", "duckdb", "spark")
+
+_IBIS_DIALECTS = {"sqlite": "sqlite", "postgresql": "postgres"}
+
+
+def _install_compile_rules() -> None:
+    """Teach Ibis's SQLite and PostgreSQL compilers `integer.as_timestamp("s")`.
+
+    Ibis 12 has no rule for TimestampFromUNIX on these two; DuckDB and Spark have their own.
+    """
+
+    def sqlite_rule(self: Any, op: Any, *, arg: Any, unit: Any) -> Any:
+        if unit.short != "s":
+            raise NotImplementedError("only whole seconds")
+        return self.f.datetime(arg, sge.convert("unixepoch"))
+
+    def postgres_rule(self: Any, op: Any, *, arg: Any, unit: Any) -> Any:
+        if unit.short != "s":
+            raise NotImplementedError("only whole seconds")
+        return sge.AtTimeZone(this=self.f.to_timestamp(arg), zone=sge.convert("UTC"))
+
+    def sqlite_floor(value: Any) -> Any:
+        # SQLAlchemy replaces SQLite's FLOOR with Python's math.floor, which raises on NULL;
+        # this is FLOOR in plain SQL: truncate, then step down for negative fractions.
+        truncated = sge.Cast(this=value, to=sge.DataType.build("BIGINT"))
+        below = sge.paren(sge.LT(this=value, expression=truncated))
+        return sge.paren(sge.Sub(this=truncated, expression=below))
+
+    def sqlite_floor_rule(self: Any, op: Any, *, arg: Any) -> Any:
+        return self.cast(sqlite_floor(arg), op.dtype)
+
+    def sqlite_floor_divide_rule(self: Any, op: Any, *, left: Any, right: Any) -> Any:
+        quotient = sge.Div(
+            this=sge.Cast(this=sge.paren(left), to=sge.DataType.build("DOUBLE")),
+            expression=sge.paren(right),
+        )
+        return self.cast(sqlite_floor(sge.paren(quotient)), op.dtype)
+
+    SQLiteCompiler.visit_TimestampFromUNIX = sqlite_rule
+    SQLiteCompiler.visit_Floor = sqlite_floor_rule
+    SQLiteCompiler.visit_FloorDivide = sqlite_floor_divide_rule
+    PostgresCompiler.visit_TimestampFromUNIX = postgres_rule
+
+
+_install_compile_rules()
+
+
+class AnalyticsEngine(ABC):
+    """An engine the Ibis definitions can run on."""
+
+    name: str
+    ranking = "histogram"  # how quintile scores count worse buyers (see scoring)
+
+    @abstractmethod
+    def table(self, name: str) -> ir.Table:
+        """Return one of the tables of `scoring.SCHEMAS` on this engine."""
+
+    @abstractmethod
+    def _rows(self, expression: ir.Table) -> list[tuple[Any, ...]]:
+        """Run `expression` and return its raw rows in column order."""
+
+    def sources(self, *, with_lines: bool = True, with_events: bool = True) -> Sources:
+        """Return the raw tables of the definitions on this engine."""
+        return Sources(
+            orders=self.table("orders"),
+            customers=self.table("customers"),
+            lines=self.table("order_lines") if with_lines else None,
+            events=self.table("events") if with_events else None,
+        )
+
+    def fetch(self, expression: ir.Table) -> list[dict[str, Any]]:
+        """Run `expression` and return its rows with engine-independent Python values."""
+        schema = expression.schema()
+        names = list(schema.names)
+        types = [schema[name] for name in names]
+        return [
+            {
+                name: normalise(value, kind)
+                for name, value, kind in zip(names, row, types, strict=True)
+            }
+            for row in self._rows(expression)
+        ]
+
+    def close(self) -> None:  # noqa: B027 - most engines hold nothing to release
+        """Release the engine's resources."""
+
+
+class DatabaseEngine(AnalyticsEngine):
+    """The store's own SQLite or PostgreSQL database, through the caller's session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        backend = session.get_bind().dialect.name
+        if backend not in _IBIS_DIALECTS:
+            raise ValueError(f"no analytics support for {backend}")
+        self.name = backend
+        self.dialect = _IBIS_DIALECTS[backend]
+        self.ranking = "window" if backend == "sqlite" else "histogram"
+
+    def table(self, name: str) -> ir.Table:
+        """Return an unbound table named like the database table; compiled, never executed."""
+        return ibis.table(SCHEMAS[name], name=name)
+
+    def sql(self, expression: ir.Expr) -> str:
+        """Return the SQL of `expression` in this database's dialect."""
+        return str(ibis.to_sql(expression, dialect=self.dialect))
+
+    def _rows(self, expression: ir.Table) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self.session.execute(text(self.sql(expression))).all()]
+
+    def insert_select(
+        self,
+        target: str,
+        expression: ir.Table,
+        *,
+        columns: Sequence[str],
+        constants: Mapping[str, Any] | None = None,
+        constant_types: Mapping[str, Any] | None = None,
+    ) -> None:
+        """INSERT INTO `target` the rows of `expression`, plus constant columns, in the database."""
+        constants = dict(constants or {})
+        names = [*columns, *constants]
+        selected = ", ".join(
+            [*(f'scored."{column}"' for column in columns), *(f":{name}" for name in constants)]
+        )
+        statement = text(
+            f"INSERT INTO {target} ({', '.join(names)}) "
+            f"SELECT {selected} FROM ({self.sql(expression)}) AS scored"
+        )
+        if constant_types:
+            from sqlalchemy import bindparam
+
+            statement = statement.bindparams(
+                *(bindparam(name, type_=kind) for name, kind in constant_types.items())
+            )
+        self.session.execute(statement, constants)
+
+
+class _ArrowEngine(AnalyticsEngine):
+    """An engine that holds its own copy of the store's rows."""
+
+    def __init__(self, tables: Mapping[str, pa.Table]) -> None:
+        missing = {"orders", "customers"} - set(tables)
+        if missing:
+            raise ValueError(f"missing tables: {sorted(missing)}")
+        self.arrow_tables = dict(tables)
+
+
+class DuckDBEngine(_ArrowEngine):
+    """DuckDB in memory: the local columnar engine."""
+
+    name = "duckdb"
+
+    def __init__(self, tables: Mapping[str, pa.Table], *, threads: int | None = None) -> None:
+        super().__init__(tables)
+        self.connection = ibis.duckdb.connect(threads=threads) if threads else ibis.duckdb.connect()
+        raw = self.connection.con
+        for name, arrow in self.arrow_tables.items():
+            # Ibis 12's create_table emits SQL that DuckDB 2.0 rejects; load through DuckDB itself.
+            raw.register(f"arrow_{name}", arrow)
+            raw.execute(
+                f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM "arrow_{name}"'
+            ).fetchall()
+            raw.unregister(f"arrow_{name}")
+
+    def table(self, name: str) -> ir.Table:
+        """Return a table loaded into DuckDB."""
+        return self.connection.table(name)
+
+    def sql(self, expression: ir.Expr) -> str:
+        """Return the DuckDB SQL of `expression` (compile once, run many times)."""
+        return str(ibis.to_sql(expression, dialect="duckdb"))
+
+    def run(self, sql: str) -> pa.Table:
+        """Run compiled SQL and return an Arrow table."""
+        return self.connection.con.sql(sql).to_arrow_table()
+
+    def to_arrow(self, expression: ir.Table) -> pa.Table:
+        """Run `expression` and return an Arrow table."""
+        return self.run(self.sql(expression))
+
+    def _rows(self, expression: ir.Table) -> list[tuple[Any, ...]]:
+        arrow = self.to_arrow(expression)
+        columns = [arrow.column(index).to_pylist() for index in range(arrow.num_columns)]
+        return list(zip(*columns, strict=True)) if columns else []
+
+    def close(self) -> None:
+        """Close the DuckDB connection."""
+        self.connection.disconnect()
+
+
+class SparkEngine(_ArrowEngine):
+    """Apache Spark (PySpark) in local mode, for stores that outgrow one machine's engines."""
+
+    name = "spark"
+
+    def __init__(self, tables: Mapping[str, pa.Table], *, spark: Any | None = None) -> None:
+        super().__init__(tables)
+        self.spark = spark or local_spark_session()
+        for name, arrow in self.arrow_tables.items():
+            frame = self.spark.createDataFrame(
+                arrow.to_pandas(), schema=_spark_schema(SCHEMAS[name], arrow.schema)
+            )
+            frame.createOrReplaceTempView(name)
+        self.connection = ibis.pyspark.connect(self.spark)
+
+    def table(self, name: str) -> ir.Table:
+        """Return a temporary view registered in Spark."""
+        return self.connection.table(name)
+
+    def _rows(self, expression: ir.Table) -> list[tuple[Any, ...]]:
+        sql = str(ibis.to_sql(expression, dialect="pyspark"))
+        return [tuple(row) for row in self.spark.sql(sql).collect()]
+
+
+def local_spark_session() -> Any:
+    """Return a small local Spark session in UTC (2 threads, no UI)."""
+    from pyspark.sql import SparkSession
+
+    return (
+        SparkSession.builder.master("local[2]")
+        .appName("patronage-analytics")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.default.parallelism", "1")
+        .config("spark.sql.codegen.wholeStage", "false")
+        .config("spark.sql.codegen.factoryMode", "NO_CODEGEN")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.memory", "1g")
+        .getOrCreate()
+    )
+
+
+def _spark_schema(schema: ibis.Schema, arrow_schema: pa.Schema) -> Any:
+    from pyspark.sql import types as spark_types
+
+    kinds = {
+        "int64": spark_types.LongType(),
+        "string": spark_types.StringType(),
+        "timestamp": spark_types.TimestampType(),
+    }
+    return spark_types.StructType(
+        [
+            spark_types.StructField(name, kinds[str(schema[name])], True)
+            for name in arrow_schema.names
+        ]
+    )
+
+
+# --- Exporting a store's rows ---------------------------------------------------------------
+
+_EXPORTS: dict[str, tuple[Any, tuple[str, ...], str]] = {
+    "orders": (Order, tuple(SCHEMAS["orders"].names), "store_id"),
+    "customers": (Customer, tuple(SCHEMAS["customers"].names), "store_id"),
+    "order_lines": (OrderLine, tuple(SCHEMAS["order_lines"].names), "store_id"),
+    "events": (Event, tuple(SCHEMAS["events"].names), "store_id"),
+}
+
+
+def export_store_tables(session: Session, store_id: int) -> dict[str, pa.Table]:
+    """Return the store's rows of the raw tables, only the columns the definitions read."""
+    exported: dict[str, pa.Table] = {}
+    for name, (model, columns, store_column) in _EXPORTS.items():
+        table = table_of(model)
+        schema = SCHEMAS[name]
+        selected: list[Any] = []
+        for column in columns:
+            kind = schema[column]
+            raw = table.c[column]
+            if kind.is_integer():
+                selected.append(type_coerce(raw, BigInteger()).label(column))
+            elif kind.is_timestamp():
+                selected.append(type_coerce(raw, DateTime()).label(column))
+            else:
+                selected.append(raw)
+        rows = session.execute(select(*selected).where(table.c[store_column] == store_id)).all()
+        exported[name] = arrow_table(schema, [tuple(row) for row in rows])
+    return exported
+
+
+def arrow_table(schema: ibis.Schema, rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """Build an Arrow table of `schema` from rows (naive timestamps are UTC)."""
+    arrow_schema = schema.to_pyarrow()
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in arrow_schema.names]
+    arrays = []
+    for field, values in zip(arrow_schema, columns, strict=True):
+        if pa.types.is_timestamp(field.type):
+            values = tuple(
+                _naive_utc(value) if isinstance(value, datetime | str) else value
+                for value in values
+            )
+        arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=arrow_schema)
+
+
+def _naive_utc(value: datetime | str) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+@contextmanager
+def open_engine(
+    session: Session, store_id: int, name: str = "database"
+) -> Iterator[AnalyticsEngine]:
+    """Open the engine called `name` on the store's data; close it afterwards."""
+    engine: AnalyticsEngine
+    if name == "database":
+        engine = DatabaseEngine(session)
+    elif name == "duckdb":
+        engine = DuckDBEngine(export_store_tables(session, store_id))
+    elif name == "spark":
+        engine = SparkEngine(export_store_tables(session, store_id))
+    else:
+        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+# --- One value, whatever engine produced it ---------------------------------------------------
+
+
+def normalise(value: Any, kind: dt.DataType) -> Any:
+    """Return `value` as the plain Python value of Ibis type `kind` (None for any missing value)."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if type(value).__name__ in ("NaTType", "NAType"):
+        return None
+    if kind.is_boolean():
+        return bool(value)
+    if kind.is_integer():
+        return int(value)
+    if kind.is_floating():
+        return float(value)
+    if kind.is_timestamp():
+        return _aware_utc(value)
+    if kind.is_date():
+        if isinstance(value, datetime):
+            return value.date()
+        if isinstance(value, date):
+            return value
+        if hasattr(value, "date"):
+            return value.date()
+        return date.fromisoformat(str(value)[:10])
+    if kind.is_decimal() and isinstance(value, Decimal):
+        return value
+    if kind.is_string():
+        return str(value)
+    return value
+
+
+def _aware_utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        moment = datetime.fromisoformat(value)
+    elif isinstance(value, datetime):
+        moment = value
+    elif hasattr(value, "to_pydatetime"):
+        moment = value.to_pydatetime()
+    else:
+        raise TypeError(f"not a timestamp: {value!r}")
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

@@ -1,0 +1,210 @@
+"""All SQL of the analytics domain that is not an Ibis definition: deletes, bulk writes, reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Integer, Table, delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from patronage.analytics.tables import CustomerAggregate, CustomerCategoryAggregate, CustomerScore
+from patronage.customers.models import Customer
+from patronage.db.base import table_of
+
+_CHUNK = 500
+MONEY_COLUMNS = frozenset({"gross_revenue", "net_revenue", "average_order_value"})
+
+aggregates_table = table_of(CustomerAggregate)
+categories_table = table_of(CustomerCategoryAggregate)
+scores_table = table_of(CustomerScore)
+customers_table = table_of(Customer)
+
+
+def chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    """Yield `values` in slices of at most `size`."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _of_store(store_id: int) -> Any:
+    return select(customers_table.c.id).where(customers_table.c.store_id == store_id)
+
+
+def delete_store_rows(session: Session, table: Table, store_id: int) -> None:
+    """Delete the rows of a derived table that belong to the store's customers."""
+    session.execute(delete(table).where(table.c.customer_id.in_(_of_store(store_id))))
+
+
+def delete_customer_rows(
+    session: Session, table: Table, store_id: int, customer_ids: Sequence[int]
+) -> None:
+    """Delete the rows of a derived table for some of the store's customers."""
+    for chunk in chunks(list(customer_ids)):
+        session.execute(
+            delete(table).where(
+                table.c.customer_id.in_(list(chunk)), table.c.customer_id.in_(_of_store(store_id))
+            )
+        )
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk-insert rows whose money columns are integer 1/10,000 units."""
+    converted = [
+        {
+            key: Decimal(value).scaleb(-4) if key in MONEY_COLUMNS and value is not None else value
+            for key, value in row.items()
+        }
+        for row in rows
+    ]
+    for chunk in chunks(converted, 5_000):
+        session.execute(insert(table), list(chunk))
+
+
+def customer_time_zones(session: Session, store_id: int) -> list[str]:
+    """Return the distinct time zones of the store's customers."""
+    rows = session.execute(
+        select(Customer.timezone)
+        .where(Customer.store_id == store_id, Customer.timezone.is_not(None))
+        .distinct()
+    )
+    return [zone for (zone,) in rows if zone]
+
+
+def live_customer_count(session: Session, store_id: int) -> int:
+    """Return the number of the store's customers that were not merged away."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(Customer)
+        .where(Customer.store_id == store_id, Customer.merged_into_id.is_(None))
+    )
+    return int(count or 0)
+
+
+def score_of_customer(session: Session, store_id: int, customer_id: int) -> CustomerScore | None:
+    """Return the stored scores of one of the store's customers, if computed."""
+    return session.scalar(
+        select(CustomerScore)
+        .join(Customer, Customer.id == CustomerScore.customer_id)
+        .where(Customer.store_id == store_id, CustomerScore.customer_id == customer_id)
+    )
+
+
+def store_scores(session: Session, store_id: int) -> list[dict[str, Any]]:
+    """Return every stored score row of the store, by customer id."""
+    rows = session.execute(
+        select(scores_table)
+        .join(customers_table, customers_table.c.id == scores_table.c.customer_id)
+        .where(customers_table.c.store_id == store_id)
+        .order_by(scores_table.c.customer_id)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def store_aggregates(session: Session, store_id: int) -> list[dict[str, Any]]:
+    """Return every kept aggregate row of the store, by customer id."""
+    rows = session.execute(
+        select(*(column for column in aggregates_table.c if column.name != "refreshed_at"))
+        .join(customers_table, customers_table.c.id == aggregates_table.c.customer_id)
+        .where(customers_table.c.store_id == store_id)
+        .order_by(aggregates_table.c.customer_id)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def store_category_aggregates(session: Session, store_id: int) -> list[dict[str, Any]]:
+    """Return every kept category aggregate row of the store."""
+    rows = session.execute(
+        select(categories_table)
+        .join(customers_table, customers_table.c.id == categories_table.c.customer_id)
+        .where(customers_table.c.store_id == store_id)
+        .order_by(categories_table.c.customer_id, categories_table.c.category)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def last_scored_at(session: Session, store_id: int) -> tuple[datetime | None, datetime | None]:
+    """Return when the store's scores were last computed and the moment they describe."""
+    row = session.execute(
+        select(func.max(CustomerScore.computed_at), func.max(CustomerScore.as_of))
+        .join(Customer, Customer.id == CustomerScore.customer_id)
+        .where(Customer.store_id == store_id)
+    ).one()
+    return row[0], row[1]
+
+
+def score_values(score: CustomerScore) -> dict[str, Any]:
+    """Return a score row as JSON-ready values (money as decimal strings)."""
+    values: dict[str, Any] = {}
+    for column in scores_table.c:
+        value = getattr(score, column.name)
+        if isinstance(value, Decimal):
+            value = str(value)
+        elif isinstance(value, datetime | date):
+            value = value.isoformat()
+        values[column.name] = value
+    values["preferred_categories"] = [
+        category
+        for category in (values.pop(f"preferred_category_{rank}") for rank in (1, 2, 3))
+        if category
+    ]
+    return values
+
+
+def stage_counts(session: Session, store_id: int) -> dict[str, dict[str, int]]:
+    """Return how many of the store's scored customers are in each segment and lifecycle stage."""
+    counts: dict[str, dict[str, int]] = {"rfm_segment": {}, "lifecycle_stage": {}, "is_vip": {}}
+    for name in counts:
+        column = scores_table.c[name]
+        rows = session.execute(
+            select(column, func.count())
+            .join(customers_table, customers_table.c.id == scores_table.c.customer_id)
+            .where(customers_table.c.store_id == store_id)
+            .group_by(column)
+        )
+        counts[name] = {str(value): int(count) for value, count in rows}
+    return counts
+
+
+def scores_of_customer(session: Session, store_id: int, customer_id: int) -> dict[str, Any] | None:
+    """Return the latest stored scores of a customer as JSON-ready values, or None."""
+    score = score_of_customer(session, store_id, customer_id)
+    return score_values(score) if score is not None else None
+
+
+def stored_distribution(session: Session, store_id: int) -> dict[str, Any] | None:
+    """Return the RFM cells, stage counts and VIP count of the stored scores (None if unscored)."""
+    store_filter = customers_table.c.store_id == store_id
+    joined = scores_table.join(customers_table, customers_table.c.id == scores_table.c.customer_id)
+    fm_total = scores_table.c.frequency_score + scores_table.c.monetary_score
+    cells = session.execute(
+        select(scores_table.c.recency_score, fm_total, scores_table.c.rfm_segment, func.count())
+        .select_from(joined)
+        .where(store_filter)
+        .group_by(scores_table.c.recency_score, fm_total, scores_table.c.rfm_segment)
+    ).all()
+    if not cells:
+        return None
+    stages = session.execute(
+        select(
+            scores_table.c.lifecycle_stage,
+            func.count(),
+            func.sum(func.cast(scores_table.c.is_vip, Integer)),
+        )
+        .select_from(joined)
+        .where(store_filter)
+        .group_by(scores_table.c.lifecycle_stage)
+    ).all()
+    computed_at, as_of = last_scored_at(session, store_id)
+    return {
+        "as_of": as_of,
+        "computed_at": computed_at,
+        "cells": [
+            {"recency": recency, "fm_total": total, "segment": segment, "customers": count}
+            for recency, total, segment, count in cells
+        ],
+        "stages": {stage: int(count) for stage, count, _ in stages},
+        "vip": sum(int(vip or 0) for _, _, vip in stages),
+    }
