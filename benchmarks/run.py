@@ -83,14 +83,15 @@ def _cases() -> list[Case]:
                 ["--case", case, "--customers", "10000", "--orders", "100000"],
             )
         )
-    for case in ("patronage-sqlite", "patronage-postgresql"):
-        cases.append(
-            _case(
-                scoring,
-                ["--case", case, "--customers", "1000000", "--orders", "10000000"],
-                ["--case", case, "--customers", "10000", "--orders", "100000"],
-            )
+    # The in-database scoring is measured at a tenth of the size: SQLite takes minutes at 10M
+    # orders, and the PostgreSQL plan is still too slow to finish (see docs/analytics.md).
+    cases.append(
+        _case(
+            scoring,
+            ["--case", "patronage-sqlite", "--customers", "100000", "--orders", "1000000"],
+            ["--case", "patronage-sqlite", "--customers", "10000", "--orders", "100000"],
         )
+    )
     loyalty = "benchmarks.bench_loyalty"
     for backend in ("sqlite", "postgresql"):
         cases += [
