@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from patronage.customers.models import (
@@ -15,14 +16,25 @@ from patronage.customers.models import (
     CustomerIdentity,
     CustomerMerge,
 )
+from patronage.customers.schemas import PROFILE_FIELDS
 from patronage.db.base import table_of
+from patronage.db.bulk import bulk_insert, select_rows
+from patronage.db.ids import allocate_ids
 
-_CHUNK = 500
-
-
-def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+customers_table = table_of(Customer)
+identities_table = table_of(CustomerIdentity)
+consents_table = table_of(Consent)
+consent_changes_table = table_of(ConsentChange)
+# Bulk inserts take each row as a dict holding these columns.
+CUSTOMER_COLUMNS = tuple(column.name for column in customers_table.c if column.name != "id")
+IDENTITY_COLUMNS = ("store_id", "customer_id", "kind", "value", "source", "created_at")
+CONSENT_COLUMNS = ("store_id", "customer_id", "channel", "status", "source", "recorded_at")
+_customer_values = itemgetter(*CUSTOMER_COLUMNS, "id")
+# What identity resolution and merges read of a stored customer.
+_PROFILE_READ = ("id", *PROFILE_FIELDS, "tags", "attributes", "merged_into_id", "first_seen_at")
+_CONSENT_READ = tuple(column.name for column in consents_table.c)
+_identity_values = itemgetter(*IDENTITY_COLUMNS)
+_consent_values = itemgetter(*CONSENT_COLUMNS)
 
 
 def find_identities(
@@ -34,41 +46,35 @@ def find_identities(
         by_kind.setdefault(kind, set()).add(value)
     found: dict[tuple[str, str], int] = {}
     for kind, values in by_kind.items():
-        for chunk in _chunks(sorted(values)):
-            rows = session.execute(
-                select(CustomerIdentity.value, CustomerIdentity.customer_id).where(
-                    CustomerIdentity.store_id == store_id,
-                    CustomerIdentity.kind == kind,
-                    CustomerIdentity.value.in_(chunk),
-                )
-            )
-            for value, customer_id in rows:
-                found[(kind, value)] = customer_id
+        rows = select_rows(
+            session, identities_table, ("value", "customer_id"),
+            where={"store_id": store_id, "kind": kind}, key="value", values=sorted(values),
+        )  # fmt: skip
+        for value, customer_id in rows:
+            found[(kind, value)] = customer_id
     return found
 
 
 def load_profiles(session: Session, store_id: int, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-    """Return the stored profile columns of these customers, by id."""
-    columns = table_of(Customer).c
-    profiles: dict[int, dict[str, Any]] = {}
-    for chunk in _chunks(sorted(set(ids))):
-        rows = session.execute(
-            select(table_of(Customer)).where(columns.store_id == store_id, columns.id.in_(chunk))
-        ).mappings()
-        for row in rows:
-            profiles[row["id"]] = dict(row)
-    return profiles
+    """Return the stored profile (fields, tags, attributes, merge, first seen) by customer id."""
+    rows = select_rows(
+        session, customers_table, _PROFILE_READ, where={"store_id": store_id}, key="id",
+        values=sorted(set(ids)),
+    )  # fmt: skip
+    return {row[0]: dict(zip(_PROFILE_READ, row, strict=True)) for row in rows}
 
 
 def insert_customers(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert customers in bulk and return their new ids in input order."""
+    """Insert customers in bulk, setting each row's new `id`; return the ids in input order."""
     if not rows:
         return []
-    result = session.execute(
-        insert(table_of(Customer)).returning(table_of(Customer).c.id, sort_by_parameter_order=True),
-        rows,
+    ids = allocate_ids(session, customers_table, len(rows))
+    for row, customer_id in zip(rows, ids, strict=True):
+        row["id"] = customer_id
+    bulk_insert(
+        session, customers_table, (*CUSTOMER_COLUMNS, "id"), list(map(_customer_values, rows))
     )
-    return [row[0] for row in result]
+    return ids
 
 
 def update_customers(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -83,21 +89,21 @@ def update_customers(session: Session, rows: list[dict[str, Any]]) -> None:
 def insert_identities(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert identity rows in bulk."""
     if rows:
-        session.execute(insert(table_of(CustomerIdentity)), rows)
+        bulk_insert(session, identities_table, IDENTITY_COLUMNS, list(map(_identity_values, rows)))
 
 
 def load_consents(
     session: Session, store_id: int, ids: Iterable[int]
 ) -> dict[tuple[int, str], dict[str, Any]]:
     """Return current consent rows keyed by (customer id, channel)."""
+    rows = select_rows(
+        session, consents_table, _CONSENT_READ, where={"store_id": store_id},
+        key="customer_id", values=sorted(set(ids)),
+    )  # fmt: skip
     found: dict[tuple[int, str], dict[str, Any]] = {}
-    table = table_of(Consent)
-    for chunk in _chunks(sorted(set(ids))):
-        rows = session.execute(
-            select(table).where(table.c.store_id == store_id, table.c.customer_id.in_(chunk))
-        ).mappings()
-        for row in rows:
-            found[(row["customer_id"], row["channel"])] = dict(row)
+    for row in rows:
+        consent = dict(zip(_CONSENT_READ, row, strict=True))
+        found[(consent["customer_id"], consent["channel"])] = consent
     return found
 
 
@@ -106,7 +112,7 @@ def write_consents(
 ) -> None:
     """Insert new and update changed consent rows, and append every change to the history."""
     if new_rows:
-        session.execute(insert(table_of(Consent)), new_rows)
+        bulk_insert(session, consents_table, CONSENT_COLUMNS, list(map(_consent_values, new_rows)))
     for row in changed_rows:
         session.execute(
             update(table_of(Consent))
@@ -118,22 +124,8 @@ def write_consents(
         )
     history = new_rows + changed_rows
     if history:
-        session.execute(
-            insert(table_of(ConsentChange)),
-            [
-                {
-                    key: row[key]
-                    for key in (
-                        "store_id",
-                        "customer_id",
-                        "channel",
-                        "status",
-                        "source",
-                        "recorded_at",
-                    )
-                }
-                for row in history
-            ],
+        bulk_insert(
+            session, consent_changes_table, CONSENT_COLUMNS, list(map(_consent_values, history))
         )
 
 

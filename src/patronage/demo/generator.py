@@ -73,6 +73,7 @@ from patronage.demo.people import (
 from patronage.errors import ValidationFailedError
 from patronage.kit.clock import FrozenClock, get_clock, set_clock
 from patronage.kit.money import quantize
+from patronage.loyalty.program import default_program, set_program
 from patronage.orders import repository as order_repository
 from patronage.orders.fx import RateBook, load_rate_book
 from patronage.orders.models import ExchangeRate, Order, OrderLine, Refund
@@ -1319,6 +1320,8 @@ def build_demo_store(
             session.flush()
             opened = datetime.combine(simulation.start, clock_time(0), tzinfo=UTC)
             order_repository.insert_products(session, product_rows(store.id, opened))
+            # The seed's default membership program, so orders earn points as they are written.
+            set_program(session, store.id, default_program(), source="demo")
             session.execute(insert(table_of(ExchangeRate)), simulation.exchange_rate_rows(store.id))
         with session_scope(engine) as session:
             book = load_rate_book(session, store.id, store.base_currency)

@@ -9,17 +9,20 @@ a chunk: a record with a bad cell is rejected whole and every one of its rows is
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
@@ -40,6 +43,8 @@ from patronage.stores.service import get_store
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 CHUNK_SIZE = 2_000
+_CACHE_SIZE = 65_536  # entries of a cache of parsed cells before it starts afresh
+_IMPORT_GC_THRESHOLD = 50_000  # allocations between collections of the youngest generation
 ASCII_COMPATIBLE = {"utf-8", "utf-8-sig", "utf8", "latin-1", "latin1", "iso-8859-1", "cp1252",
                     "windows-1252", "ascii"}  # fmt: skip
 TRUE_WORDS = frozenset({"yes", "true", "y", "1", "t"})
@@ -48,6 +53,8 @@ _THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
 _METAFIELD = re.compile(r"^(?P<label>.*?)\s*\(customer\.metafields\.(?P<key>[^()\s]+)\)\s*$")
 
 SourceRow = tuple[int, list[str]]  # (line where the row starts, cells padded to the header)
+Chunk = TypeVar("Chunk")
+Outcome = TypeVar("Outcome")
 
 
 class UnreadableFileError(PatronageError):
@@ -320,7 +327,11 @@ def scan_keys(
         return repeated, scattered
 
     delimiter_bytes = delimiter.encode()
+    blank = b" \t\r\n" + delimiter_bytes
     quote = b'"'
+    # As CsvFile reads it: a byte-order mark matters only before the header.
+    key_encoding = "utf-8" if encoding.lower().replace("_", "-") == "utf-8-sig" else encoding
+    previous_raw: bytes | None = None  # the undecoded key cell of `previous`, on a plain line
     with open(path, "rb") as handle:
         for _ in range(header_line):
             handle.readline()
@@ -331,6 +342,8 @@ def scan_keys(
             count += 1
             if count % 4096 == 0:
                 progress.advance_to(handle.tell())
+            if pending or quote in line:
+                previous_raw = None
             if pending:
                 pending.append(line)
                 open_quotes ^= line.count(quote) & 1
@@ -349,14 +362,16 @@ def scan_keys(
                 for cells in csv.reader([text], delimiter=delimiter):
                     note(key_of(cells))
                 continue
-            parts = line.split(delimiter_bytes)
-            if key_index < len(parts):
-                key = normalise(parts[key_index].decode(encoding, errors="replace"))
-            else:
-                key = ""
-            if not key and not line.strip(b" \t\r\n" + delimiter_bytes):
+            parts = line.split(delimiter_bytes, key_index + 1)
+            raw = parts[key_index] if key_index < len(parts) else b""
+            if raw == previous_raw:
+                repeated.add(previous)  # another row of the order on the line before
+                continue
+            key = normalise(raw.decode(key_encoding, errors="replace"))
+            if not key and not line.strip(blank):
                 continue  # a blank line, skipped by the import too
             note(key)
+            previous_raw = raw if key else None
     progress.advance_to(total)
     return repeated, scattered
 
@@ -382,8 +397,14 @@ def parse_yes_no(text: str, column: str) -> bool | None:
     raise CellProblem(column, text, f"not yes/no: {text!r}")
 
 
+_amounts: dict[str, Decimal] = {}  # cell text -> amount; exports repeat prices and zeros a lot
+
+
 def parse_decimal(text: str, column: str) -> Decimal | None:
     """A bare decimal amount (`12.50`, `1,234.50`); blank gives None."""
+    known = _amounts.get(text)
+    if known is not None:
+        return known
     cleaned = text.strip()
     if not cleaned:
         return None
@@ -395,6 +416,9 @@ def parse_decimal(text: str, column: str) -> Decimal | None:
         value = Decimal(cleaned.replace(",", ""))
     if not value.is_finite() or "_" in cleaned:
         raise CellProblem(column, text, f"not an amount: {text!r}")
+    if len(_amounts) >= _CACHE_SIZE:
+        _amounts.clear()
+    _amounts[text] = value
     return value
 
 
@@ -703,6 +727,54 @@ class _PreparedOrder:
 
 
 @dataclass(slots=True)
+class _Written:
+    """What writing a chunk did; `refused` holds the records the database would not take."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    customers_created: int = 0
+    refused: list[tuple[list[Problem], list[int], str]] = field(default_factory=list)
+
+
+class BackgroundWriter(Generic[Chunk, Outcome]):
+    """Writes one chunk in a worker thread while the caller reads the next: one chunk in flight.
+
+    Python code of the two threads still takes turns (the GIL), but the database's own work —
+    SQLite's C code, which runs without the GIL, or PostgreSQL's server — overlaps with reading
+    and building the next chunk. Outcomes come back in order to the reading thread, which alone
+    touches the report and the summary; an error of the writer is raised there too.
+    """
+
+    def __init__(self, write: Callable[[Chunk], Outcome]) -> None:
+        self._write = write
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer")
+        self._in_flight: Future[Outcome] | None = None
+
+    def __enter__(self) -> BackgroundWriter[Chunk, Outcome]:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._executor.shutdown(wait=True)
+
+    def submit(self, chunk: Chunk) -> Outcome | None:
+        """Start writing `chunk`; return the outcome of the chunk before it, once it is written."""
+        previous = self.wait()
+        self._in_flight = self._executor.submit(self._write, chunk)
+        return previous
+
+    def wait(self) -> Outcome | None:
+        """Wait for the chunk in flight and return its outcome (None when there is none)."""
+        future, self._in_flight = self._in_flight, None
+        return None if future is None else future.result()
+
+
+@dataclass(slots=True)
 class _Group:
     key: str
     rows: list[tuple[int, int, list[str]]]  # (sequence, line, cells)
@@ -713,6 +785,7 @@ class OrderImport:
 
     report: ImportReport
     summary: ImportSummary
+    writer: BackgroundWriter[list[_PreparedOrder], _Written]
 
     def __init__(
         self,
@@ -738,6 +811,12 @@ class OrderImport:
     def run(self, report: ImportReport, summary: ImportSummary) -> None:
         """Import every order of the file."""
         self.report, self.summary = report, summary
+        with BackgroundWriter(self._write_chunk) as self.writer:
+            self._read_and_write()
+            self._count(self.writer.wait())
+        self.summary.rows_read = self.csv_file.rows_read
+
+    def _read_and_write(self) -> None:
         _, scattered = scan_keys(
             self.csv_file.path, key_index=self.builder.key_index,
             header_line=self.csv_file.header_line, encoding=self.csv_file.encoding,
@@ -788,7 +867,6 @@ class OrderImport:
         for group in deferred.values():
             self._take_scattered(group, tainted.pop(group.key, None))
         self._flush()
-        self.summary.rows_read = self.csv_file.rows_read
 
     def _reject_keyless(self, rows: list[SourceRow]) -> None:
         label = self.builder.key_label
@@ -867,33 +945,51 @@ class OrderImport:
     def _flush(self) -> None:
         batch, self.pending = self.pending, []
         if batch:
-            self._write(batch)
+            self._count(self.writer.submit(batch))
 
-    def _write(self, batch: list[_PreparedOrder]) -> None:
+    def _count(self, written: _Written | None) -> None:
+        """Take the outcome of a written chunk into the summary and the report."""
+        if written is None:
+            return
+        self.summary.created += written.created
+        self.summary.updated += written.updated
+        self.summary.unchanged += written.unchanged
+        self.summary.customers_created += written.customers_created
+        for problems, lines, record in written.refused:
+            self._reject(problems, lines, record)
+
+    def _write_chunk(self, batch: list[_PreparedOrder]) -> _Written:
+        """Write a chunk (in the writer thread); the outcome goes back to the reading thread."""
+        written = _Written()
+        self._write(batch, written)
+        return written
+
+    def _write(self, batch: list[_PreparedOrder], written: _Written) -> None:
         """Upsert a chunk in one transaction; if the database refuses it, halve it and retry."""
         try:
             with session_scope(self.engine) as session:
                 store = session.get(Store, self.store_id)
                 assert store is not None
                 result = upsert_orders(
-                    session, store, [prepared.order for prepared in batch], rate_book=self.rate_book
-                )
+                    session, store, [prepared.order for prepared in batch],
+                    rate_book=self.rate_book, validated=True,
+                )  # fmt: skip
         except Exception as error:
             if not is_record_error(error):
                 raise
             if len(batch) == 1:
                 prepared = batch[0]
                 problem = Problem(prepared.lines[0], "", "", database_reason(error))
-                self._reject([problem], prepared.lines, prepared.record)
+                written.refused.append(([problem], prepared.lines, prepared.record))
                 return
             middle = len(batch) // 2
-            self._write(batch[:middle])
-            self._write(batch[middle:])
+            self._write(batch[:middle], written)
+            self._write(batch[middle:], written)
             return
-        self.summary.created += result.created
-        self.summary.updated += result.updated
-        self.summary.unchanged += result.unchanged
-        self.summary.customers_created += result.customers_created
+        written.created += result.created
+        written.updated += result.updated
+        written.unchanged += result.unchanged
+        written.customers_created += result.customers_created
 
 
 def _cell_value(rows: Sequence[SourceRow], line: int, column: str, header: HeaderMap) -> str:
@@ -1056,6 +1152,26 @@ def fold_customers(earlier: CustomerIn, later: CustomerIn) -> CustomerIn:
     return folded
 
 
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Let the cyclic garbage collector run less often while a large import allocates.
+
+    An import creates millions of small, short-lived containers (cells, rows, orders); with the
+    default thresholds the collector also re-scans every long-lived object of the process (the
+    modules, SQLAlchemy's metadata, …) over and over, which cost a sixth of an import's time.
+    The objects that exist before the import are frozen (never scanned) and the first threshold
+    raised; cycles are still collected, and both settings are restored afterwards.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(thresholds[0], _IMPORT_GC_THRESHOLD), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
 class Importer(Protocol):
     """An engine ready to run over an open file."""
 
@@ -1083,7 +1199,7 @@ def run_import(
     started = time.perf_counter()
     with open_file() as csv_file:
         importer = prepare(csv_file)
-        with ImportReport(report_file) as report:
+        with ImportReport(report_file) as report, fewer_collections():
             importer.run(report, summary)
             summary.rejected_rows = len(report.rejected_lines)
             summary.warnings = report.warnings

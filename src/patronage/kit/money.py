@@ -38,10 +38,12 @@ def minor_units(currency: str) -> int:
     return _MINOR_UNITS.get(currency.upper(), 2)
 
 
+_STEPS = {places: Decimal(1).scaleb(-places) for places in (0, 2, 3)}  # every value of minor_units
+
+
 def quantize(amount: Decimal, currency: str) -> Decimal:
     """Round an amount to the currency's minor unit, half to even."""
-    exponent = Decimal(1).scaleb(-minor_units(currency))
-    return amount.quantize(exponent, rounding=ROUND_HALF_EVEN)
+    return amount.quantize(_STEPS[minor_units(currency)], rounding=ROUND_HALF_EVEN)
 
 
 def parse_amount(text: str | int | float | Decimal | None) -> Decimal | None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from patronage.catalog.models import Product
 from patronage.db.base import table_of
-from patronage.db.conflicts import insert_ignoring_conflicts
+from patronage.db.bulk import bulk_insert, bulk_insert_ignoring_conflicts, select_rows
+from patronage.db.ids import allocate_ids
 from patronage.orders.models import ExchangeRate, Order, OrderLine, OrderStatusChange, Refund
 
 _CHUNK = 500
@@ -20,6 +22,33 @@ orders_table = table_of(Order)
 lines_table = table_of(OrderLine)
 changes_table = table_of(OrderStatusChange)
 refunds_table = table_of(Refund)
+products_table = table_of(Product)
+
+
+def _columns_without_id(table: Any) -> tuple[str, ...]:
+    return tuple(column.name for column in table.c if column.name != "id")
+
+
+# Bulk inserts take each row as a dict holding these columns (new orders also get their `id`).
+ORDER_COLUMNS = (*_columns_without_id(orders_table), "id")
+LINE_COLUMNS = _columns_without_id(lines_table)
+CHANGE_COLUMNS = ("store_id", "order_id", "status", "occurred_at", "details")
+REFUND_COLUMNS = _columns_without_id(refunds_table)
+PRODUCT_COLUMNS = ("store_id", "sku", "title", "category", "price", "currency", "created_at",
+                   "updated_at")  # fmt: skip
+_order_values = itemgetter(*ORDER_COLUMNS)
+_line_values = itemgetter(*LINE_COLUMNS)
+_change_values = itemgetter(*CHANGE_COLUMNS)
+_refund_values = itemgetter(*REFUND_COLUMNS)
+_product_values = itemgetter(*PRODUCT_COLUMNS)
+
+
+class OrderState(NamedTuple):
+    """What a replay needs to know of a stored order to tell whether it changed."""
+
+    id: int
+    content_hash: str
+    customer_id: int | None
 
 
 def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -81,32 +110,53 @@ def find_orders(
     return found
 
 
+def order_states(
+    session: Session, store_id: int, source: str, external_ids: Sequence[str]
+) -> dict[str, OrderState]:
+    """Return id, fingerprint and customer of stored orders by external id (locked: find_orders)."""
+    rows = select_rows(
+        session, orders_table, ("external_id", "id", "content_hash", "customer_id"),
+        where={"store_id": store_id, "source": source}, key="external_id",
+        values=sorted(set(external_ids)), for_update=True,
+    )  # fmt: skip
+    return {external_id: OrderState(*state) for external_id, *state in rows}
+
+
+def orders_by_id(session: Session, order_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Return stored orders as column dicts, by id."""
+    found: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks(sorted(set(order_ids))):
+        rows = session.execute(select(orders_table).where(orders_table.c.id.in_(chunk)))
+        for row in rows.mappings():
+            found[row["id"]] = dict(row)
+    return found
+
+
 def refund_totals(
     session: Session, order_ids: Sequence[int]
 ) -> dict[int, tuple[Decimal, set[str]]]:
     """Return, per order, the sum of its stored refunds and their external ids."""
     totals: dict[int, tuple[Decimal, set[str]]] = {}
-    for chunk in _chunks(sorted(set(order_ids))):
-        rows = session.execute(
-            select(
-                refunds_table.c.order_id, refunds_table.c.external_id, refunds_table.c.amount
-            ).where(refunds_table.c.order_id.in_(chunk))
-        )
-        for order_id, external_id, amount in rows:
-            total, ids = totals.get(order_id, (Decimal(0), set()))
-            ids.add(external_id)
-            totals[order_id] = (total + amount, ids)
+    rows = select_rows(
+        session, refunds_table, ("order_id", "external_id", "amount"), where={},
+        key="order_id", values=sorted(set(order_ids)),
+    )  # fmt: skip
+    for order_id, external_id, amount in rows:
+        total, ids = totals.get(order_id, (Decimal(0), set()))
+        ids.add(external_id)
+        totals[order_id] = (total + amount, ids)
     return totals
 
 
 def insert_orders(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert orders in bulk and return their ids in input order."""
+    """Insert orders in bulk, setting each row's new `id`; return the ids in input order."""
     if not rows:
         return []
-    result = session.execute(
-        insert(orders_table).returning(orders_table.c.id, sort_by_parameter_order=True), rows
-    )
-    return [row[0] for row in result]
+    ids = allocate_ids(session, orders_table, len(rows))
+    for row, order_id in zip(rows, ids, strict=True):
+        row["id"] = order_id
+    bulk_insert(session, orders_table, ORDER_COLUMNS, list(map(_order_values, rows)))
+    return ids
 
 
 def update_orders(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -119,26 +169,43 @@ def replace_lines(session: Session, order_ids: Sequence[int], rows: list[dict[st
     """Delete the lines of these orders and insert `rows` instead."""
     for chunk in _chunks(list(order_ids)):
         session.execute(delete(lines_table).where(lines_table.c.order_id.in_(chunk)))
-    if rows:
-        session.execute(insert(lines_table), rows)
+    insert_lines(session, rows)
 
 
 def insert_lines(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert line rows in bulk."""
     if rows:
-        session.execute(insert(lines_table), rows)
+        bulk_insert(session, lines_table, LINE_COLUMNS, list(map(_line_values, rows)))
+
+
+def insert_status_changes(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert timeline steps known to be new (those of new orders, without repeats)."""
+    if rows:
+        bulk_insert(session, changes_table, CHANGE_COLUMNS, list(map(_change_values, rows)))
 
 
 def add_status_changes(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert timeline steps, skipping those already recorded."""
-    insert_ignoring_conflicts(
-        session, changes_table, rows, keys=("order_id", "status", "occurred_at")
-    )
+    if rows:
+        bulk_insert_ignoring_conflicts(
+            session, changes_table, CHANGE_COLUMNS, list(map(_change_values, rows)),
+            keys=("order_id", "status", "occurred_at"),
+        )  # fmt: skip
+
+
+def insert_refunds(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert refunds known to be new (those of new orders, without repeats)."""
+    if rows:
+        bulk_insert(session, refunds_table, REFUND_COLUMNS, list(map(_refund_values, rows)))
 
 
 def add_refunds(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert refunds, skipping those already recorded."""
-    insert_ignoring_conflicts(session, refunds_table, rows, keys=("order_id", "external_id"))
+    if rows:
+        bulk_insert_ignoring_conflicts(
+            session, refunds_table, REFUND_COLUMNS, list(map(_refund_values, rows)),
+            keys=("order_id", "external_id"),
+        )  # fmt: skip
 
 
 def products_by_sku(
@@ -159,7 +226,11 @@ def products_by_sku(
 
 def insert_products(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert products, skipping SKUs that already exist."""
-    insert_ignoring_conflicts(session, table_of(Product), rows, keys=("store_id", "sku"))
+    if rows:
+        bulk_insert_ignoring_conflicts(
+            session, products_table, PRODUCT_COLUMNS, list(map(_product_values, rows)),
+            keys=("store_id", "sku"),
+        )  # fmt: skip
 
 
 def get_order(session: Session, store_id: int, order_id: int) -> Order | None:
@@ -221,3 +292,21 @@ def refunds_of(session: Session, order_ids: Sequence[int]) -> dict[int, list[Ref
 def count_orders(session: Session, store_id: int) -> int:
     """Return how many orders the store has."""
     return session.scalar(select(func.count()).where(orders_table.c.store_id == store_id)) or 0
+
+
+def customers_of_orders(session: Session, store_id: int, order_ids: Sequence[int]) -> set[int]:
+    """Return the distinct customers of these orders."""
+    found: set[int] = set()
+    for chunk in _chunks(sorted(set(order_ids))):
+        found.update(
+            session.scalars(
+                select(orders_table.c.customer_id)
+                .where(
+                    orders_table.c.store_id == store_id,
+                    orders_table.c.id.in_(chunk),
+                    orders_table.c.customer_id.is_not(None),
+                )
+                .distinct()
+            )
+        )
+    return found

@@ -79,6 +79,9 @@ class OrderIn:
     refunds: list[RefundIn] = field(default_factory=list)
     total_base: Decimal | None = None  # when the source states the base-currency amount itself
     refunded: Decimal | None = None  # when the source states only a refunded total
+    # A stable digest (at most 32 characters) of the source's description, e.g. of its CSV rows,
+    # by which a replay is recognised; without it the order's content is hashed.
+    fingerprint: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

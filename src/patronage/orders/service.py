@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -23,17 +23,25 @@ from patronage.stores.models import Store
 
 _TIMESTAMPS = ("paid_at", "shipped_at", "delivered_at", "cancelled_at", "returned_at")
 _MAX_PLACES = 4
+_LARGEST = Decimal("1e13")
 
 
 def validate_order(order: OrderIn) -> None:
     """Raise ValidationFailedError naming the field if the order cannot be recorded as given."""
     if not order.external_id:
         raise ValidationFailedError("order id is empty", field="external_id")
+    if order.fingerprint is not None and not 0 < len(order.fingerprint) <= 32:
+        raise ValidationFailedError("the fingerprint must have 1 to 32 characters", field="")
     if not is_currency_code(order.currency):
         raise ValidationFailedError(
             f"currency {order.currency!r} is not an ISO 4217 code", field="currency"
         )
-    amounts: list[tuple[str, Decimal | None]] = [
+    for index, line in enumerate(order.lines, start=1):
+        if line.quantity < 0:
+            raise ValidationFailedError(
+                f"line {index} has a negative quantity", field=f"lines[{index}].quantity"
+            )
+    for field, amount in (
         ("total", order.total),
         ("subtotal", order.subtotal),
         ("discount", order.discount),
@@ -41,28 +49,36 @@ def validate_order(order: OrderIn) -> None:
         ("tax", order.tax),
         ("total_base", order.total_base),
         ("refunded", order.refunded),
-    ]
+    ):
+        if amount is not None:
+            _check_amount(amount, field)
+    # Field names of lines and refunds are only spelt out for the error.
     for index, line in enumerate(order.lines, start=1):
-        amounts.append((f"lines[{index}].unit_price", line.unit_price))
-        amounts.append((f"lines[{index}].discount", line.discount))
-        if line.quantity < 0:
-            raise ValidationFailedError(
-                f"line {index} has a negative quantity", field=f"lines[{index}].quantity"
-            )
+        _check_amount(line.unit_price, "lines[{}].unit_price", index)
+        _check_amount(line.discount, "lines[{}].discount", index)
     for refund in order.refunds:
-        amounts.append((f"refund {refund.external_id}", refund.amount))
-    for field, amount in amounts:
-        if amount is None:
-            continue
-        if amount < 0:
-            raise ValidationFailedError(f"{field} is negative: {amount}", field=field)
-        exponent = amount.as_tuple().exponent
+        _check_amount(refund.amount, "refund {}", refund.external_id)
+
+
+def _check_amount(amount: Decimal, field: str, detail: object = None) -> None:
+    """Raise ValidationFailedError if the amount is negative, too precise or implausibly large."""
+    if amount < 0:
+        problem = f"is negative: {amount}"
+    else:
+        text = str(amount)  # cheaper than as_tuple() for the plain notation of ordinary amounts
+        if "E" in text:
+            exponent: int | str = amount.as_tuple().exponent
+        else:
+            point = text.find(".")
+            exponent = 0 if point < 0 else point + 1 - len(text)
         if isinstance(exponent, int) and exponent < -_MAX_PLACES:
-            raise ValidationFailedError(
-                f"{field} has more than {_MAX_PLACES} decimal places: {amount}", field=field
-            )
-        if abs(amount) >= Decimal("1e13"):
-            raise ValidationFailedError(f"{field} is implausibly large: {amount}", field=field)
+            problem = f"has more than {_MAX_PLACES} decimal places: {amount}"
+        elif abs(amount) >= _LARGEST:
+            problem = f"is implausibly large: {amount}"
+        else:
+            return
+    name = field.format(detail) if detail is not None else field
+    raise ValidationFailedError(f"{name} {problem}", field=name)
 
 
 def upsert_orders(
@@ -71,17 +87,20 @@ def upsert_orders(
     orders: Sequence[OrderIn],
     *,
     rate_book: RateBook | None = None,
+    validated: bool = False,
 ) -> UpsertSummary:
     """Create or update orders keyed by (source, external id); a replay changes nothing.
 
     Timestamps merge (a late, older delivery never erases a later step), lines are replaced when the
     input has lines, refunds are added by their id, and the status is derived from the timeline.
+    `validated=True` says the caller has already run validate_order on every order.
     """
     summary = UpsertSummary()
     if not orders:
         return summary
-    for order in orders:
-        validate_order(order)
+    if not validated:
+        for order in orders:
+            validate_order(order)
     book = rate_book or load_rate_book(session, store.id, store.base_currency)
     customer_ids = _resolve_order_customers(session, store.id, orders, summary)
 
@@ -107,10 +126,18 @@ def upsert_orders(
 
 
 def _after_orders_recorded(session: Session, store: Store, order_ids: list[int]) -> None:
-    """Let the domains that follow orders catch up in the same transaction (loyalty points)."""
+    """Let the domains that follow orders catch up in the same transaction.
+
+    Loyalty earns, activates or reverses the orders' points (nothing for a store without a
+    program) and analytics refreshes the kept aggregates of the orders' customers.
+    """
+    from patronage.analytics.aggregates import refresh_customer_aggregates
     from patronage.loyalty.orders import sync_order_points
 
     sync_order_points(session, store, order_ids)
+    refresh_customer_aggregates(
+        session, store.id, repository.customers_of_orders(session, store.id, order_ids)
+    )
 
 
 def _resolve_order_customers(
@@ -154,28 +181,36 @@ def _upsert_one_source(
     latest: dict[str, int] = {}
     for index, order in enumerate(orders):
         latest[order.external_id] = index
-    existing = repository.find_orders(session, store.id, source, list(latest))
-    refunds_held = repository.refund_totals(session, [row["id"] for row in existing.values()])
+    states = repository.order_states(session, store.id, source, list(latest))
     now = utcnow()
     skus = {line.sku for order in orders for line in order.lines if line.sku}
     products = _ensure_products(session, store, orders, skus, now)
+
+    changed: list[tuple[OrderIn, int | None, str, repository.OrderState | None]] = []
+    for external_id, index in latest.items():
+        order, customer_id = orders[index], customer_ids[index]
+        fingerprint = order.fingerprint or _fingerprint(order)
+        state = states.get(external_id)
+        if (
+            state is not None
+            and state.content_hash == fingerprint
+            and state.customer_id == customer_id
+        ):
+            summary.unchanged += 1
+            continue
+        changed.append((order, customer_id, fingerprint, state))
+    held_ids = [state.id for _, _, _, state in changed if state is not None]
+    held_rows = repository.orders_by_id(session, held_ids)
+    refunds_held = repository.refund_totals(session, held_ids)
 
     new_rows: list[dict[str, Any]] = []
     new_orders: list[OrderIn] = []
     updated_rows: list[dict[str, Any]] = []
     updated_orders: list[OrderIn] = []
-    for external_id, index in latest.items():
-        order, customer_id = orders[index], customer_ids[index]
-        fingerprint = _fingerprint(order)
-        held = existing.get(external_id)
-        if (
-            held is not None
-            and held["content_hash"] == fingerprint
-            and held["customer_id"] == customer_id
-        ):
-            summary.unchanged += 1
-            continue
-        held_refunds = refunds_held.get(held["id"], (ZERO, set())) if held else (ZERO, set())
+    no_refunds: tuple[Decimal, set[str]] = (ZERO, set())
+    for order, customer_id, fingerprint, state in changed:
+        held = held_rows[state.id] if state is not None else None
+        held_refunds = refunds_held.get(state.id, no_refunds) if state is not None else no_refunds
         row = _order_row(store, book, order, customer_id, held, held_refunds, fingerprint, now)
         if held is None:
             new_rows.append(row)
@@ -185,36 +220,65 @@ def _upsert_one_source(
             updated_rows.append(row)
             updated_orders.append(order)
 
-    new_ids = repository.insert_orders(session, new_rows)
-    for row, new_id in zip(new_rows, new_ids, strict=True):
-        row["id"] = new_id
+    repository.insert_orders(session, new_rows)
     repository.update_orders(session, updated_rows)
     summary.created += len(new_rows)
     summary.updated += len(updated_rows)
 
+    store_id = store.id
     line_rows: list[dict[str, Any]] = []
+    new_change_rows: list[dict[str, Any]] = []
+    new_refund_rows: list[dict[str, Any]] = []
+    for row, order in zip(new_rows, new_orders, strict=True):
+        line_rows.extend(_line_rows(store_id, row["id"], order, products))
+        new_change_rows.extend(_first_of_each(_timeline_rows(store_id, row, order), _change_key))
+        new_refund_rows.extend(_first_of_each(_refund_rows(store, row, order), _refund_key))
     replaced: list[int] = []
+    replacing_rows: list[dict[str, Any]] = []
     change_rows: list[dict[str, Any]] = []
     refund_rows: list[dict[str, Any]] = []
-    for row, order, is_new in [
-        *((row, order, True) for row, order in zip(new_rows, new_orders, strict=True)),
-        *((row, order, False) for row, order in zip(updated_rows, updated_orders, strict=True)),
-    ]:
+    for row, order in zip(updated_rows, updated_orders, strict=True):
         if order.lines:
-            if not is_new:
-                replaced.append(row["id"])
-            line_rows.extend(_line_rows(store.id, row["id"], order, products))
-        change_rows.extend(_timeline_rows(store.id, row, order))
+            replaced.append(row["id"])
+            replacing_rows.extend(_line_rows(store_id, row["id"], order, products))
+        change_rows.extend(_timeline_rows(store_id, row, order))
         refund_rows.extend(_refund_rows(store, row, order))
-    repository.replace_lines(session, replaced, [])
+    repository.replace_lines(session, replaced, replacing_rows)
     repository.insert_lines(session, line_rows)
+    # A new order has no stored steps or refunds: only repeats within its own input can clash.
+    repository.insert_status_changes(session, new_change_rows)
     repository.add_status_changes(session, change_rows)
+    repository.insert_refunds(session, new_refund_rows)
     repository.add_refunds(session, refund_rows)
 
-    ids_by_external = {row["external_id"]: row["id"] for row in new_rows + updated_rows}
-    ids_by_external.update({key: row["id"] for key, row in existing.items()})
+    ids_by_external = {key: state.id for key, state in states.items()}
+    ids_by_external.update({row["external_id"]: row["id"] for row in new_rows})
     for index, order in enumerate(orders):
         order_ids[positions[index]] = ids_by_external[order.external_id]
+
+
+def _change_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["status"], row["occurred_at"])
+
+
+def _refund_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["external_id"],)
+
+
+def _first_of_each(
+    rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], tuple[Any, ...]]
+) -> list[dict[str, Any]]:
+    """The rows without later repeats of a key (what an insert skipping conflicts would keep)."""
+    if len(rows) < 2:
+        return rows
+    seen: set[tuple[Any, ...]] = set()
+    kept = []
+    for row in rows:
+        identity = key(row)
+        if identity not in seen:
+            seen.add(identity)
+            kept.append(row)
+    return kept
 
 
 def _ensure_products(
@@ -393,42 +457,46 @@ def _line_rows(
     return rows
 
 
+_TIMELINE = (
+    ("placed", "placed_at"),
+    ("paid", "paid_at"),
+    ("shipped", "shipped_at"),
+    ("delivered", "delivered_at"),
+    ("cancelled", "cancelled_at"),
+    ("returned", "returned_at"),
+)
+_SHIPPING_DETAILS = ("carrier", "tracking_number", "promised_delivery_date")
+
+
 def _timeline_rows(store_id: int, row: dict[str, Any], order: OrderIn) -> list[dict[str, Any]]:
-    steps: list[tuple[str, datetime | None, dict[str, Any]]] = [
-        ("placed", row["placed_at"], {}),
-        ("paid", row["paid_at"], {}),
-        (
-            "shipped",
-            row["shipped_at"],
+    rows = []
+    for status, field in _TIMELINE:
+        moment = row[field]
+        if moment is None:
+            continue
+        details: dict[str, Any] = {}
+        if status == "shipped":
+            details = {key: str(row[key]) for key in _SHIPPING_DETAILS if row[key] is not None}
+        rows.append(
             {
-                key: str(row[key])
-                for key in ("carrier", "tracking_number", "promised_delivery_date")
-                if row[key] is not None
-            },
-        ),
-        ("delivered", row["delivered_at"], {}),
-        ("cancelled", row["cancelled_at"], {}),
-        ("returned", row["returned_at"], {}),
-    ]
-    for refund in order.refunds:
-        steps.append(
-            (
-                "refunded",
-                refund.refunded_at,
-                {"refund": refund.external_id, "amount": str(refund.amount)},
-            )
+                "store_id": store_id,
+                "order_id": row["id"],
+                "status": status,
+                "occurred_at": moment,
+                "details": details,
+            }
         )
-    return [
-        {
-            "store_id": store_id,
-            "order_id": row["id"],
-            "status": status,
-            "occurred_at": moment,
-            "details": details,
-        }
-        for status, moment, details in steps
-        if moment is not None
-    ]
+    for refund in order.refunds:
+        rows.append(
+            {
+                "store_id": store_id,
+                "order_id": row["id"],
+                "status": "refunded",
+                "occurred_at": refund.refunded_at,
+                "details": {"refund": refund.external_id, "amount": str(refund.amount)},
+            }
+        )
+    return rows
 
 
 def _refund_rows(store: Store, row: dict[str, Any], order: OrderIn) -> list[dict[str, Any]]:
