@@ -32,6 +32,7 @@ from patronage.analytics.scoring import (
     category_rows,
 )
 from patronage.analytics.service import store_zone_offsets
+from patronage.db.conflicts import retry_on_conflict
 from patronage.db.types import UTCDateTime
 from patronage.kit.clock import utcnow
 from patronage.stores.service import get_store
@@ -61,11 +62,17 @@ def refresh_customer_aggregates(
     )
     for chunk in repository.chunks(wanted, REFRESH_CHUNK):
         ids = list(chunk)
-        repository.delete_customer_rows(session, repository.aggregates_table, store_id, ids)
-        repository.delete_customer_rows(session, repository.categories_table, store_id, ids)
-        parameters = {"store_id": store_id, "customer_ids": ids, "refreshed_at": moment}
-        session.execute(aggregates_sql, parameters)
-        session.execute(categories_sql, {"store_id": store_id, "customer_ids": ids})
+
+        def refresh(ids: list[int] = ids) -> None:
+            repository.delete_customer_rows(session, repository.aggregates_table, store_id, ids)
+            repository.delete_customer_rows(session, repository.categories_table, store_id, ids)
+            parameters = {"store_id": store_id, "customer_ids": ids, "refreshed_at": moment}
+            session.execute(aggregates_sql, parameters)
+            session.execute(categories_sql, {"store_id": store_id, "customer_ids": ids})
+
+        # Two transactions refreshing one customer at once: on PostgreSQL the later insert waits
+        # for the earlier commit and fails on the key; run again, it then replaces those rows.
+        retry_on_conflict(session, refresh)
     return len(wanted)
 
 
