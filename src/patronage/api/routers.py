@@ -23,6 +23,12 @@ def include_routers(app: FastAPI) -> None:
 
     app.include_router(members_router)
 
+    from patronage.loyalty.store_routes import coupons_router, program_router, referrals_router
+
+    app.include_router(program_router)
+    app.include_router(referrals_router)
+    app.include_router(coupons_router)
+
     from patronage.analytics.routes import router as analytics_router
 
     app.include_router(analytics_router)

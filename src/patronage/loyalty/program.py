@@ -11,6 +11,8 @@ year of free shipping; points + cash pay at most 30 % of an order; heritage memb
 from __future__ import annotations
 
 import calendar
+import json
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Literal
@@ -18,12 +20,14 @@ from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import patronage.loyalty.repository as repository
 from patronage.errors import ValidationFailedError
 from patronage.kit.clock import utcnow
 from patronage.loyalty.errors import ProgramNotConfiguredError
+from patronage.loyalty.models import LoyaltyProgram
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -418,6 +422,17 @@ def program_from_document(document: dict[str, Any]) -> Program:
         ) from error
 
 
+def program_from_json(text: str | bytes) -> Program:
+    """Parse and validate a program from JSON; errors name the field."""
+    try:
+        document = json.loads(text, parse_float=Decimal)
+    except ValueError as error:
+        raise ValidationFailedError(f"the program is not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise ValidationFailedError("the program must be a JSON object")
+    return program_from_document(document)
+
+
 # ---- versions per store ------------------------------------------------------------------------
 
 
@@ -460,6 +475,41 @@ def set_program(session: Session, store_id: int, program: Program, *, source: st
         return version
 
     return retry_on_conflict(session, add_version)
+
+
+@dataclass(frozen=True)
+class ProgramVersion:
+    """One stored version of a store's program."""
+
+    version: int
+    source: str
+    created_at: datetime
+    document: dict[str, Any]
+
+
+def program_versions(session: Session, store_id: int) -> list[ProgramVersion]:
+    """Every version of the store's program, newest first (documents left empty)."""
+    rows = session.execute(
+        select(LoyaltyProgram.version, LoyaltyProgram.source, LoyaltyProgram.created_at)
+        .where(LoyaltyProgram.store_id == store_id)
+        .order_by(LoyaltyProgram.version.desc())
+    )
+    return [ProgramVersion(version, source, created, {}) for version, source, created in rows]
+
+
+def program_version(
+    session: Session, store_id: int, version: int | None = None
+) -> ProgramVersion | None:
+    """One version of the store's program (the one in force when `version` is None)."""
+    query = select(LoyaltyProgram).where(LoyaltyProgram.store_id == store_id)
+    if version is None:
+        query = query.order_by(LoyaltyProgram.version.desc()).limit(1)
+    else:
+        query = query.where(LoyaltyProgram.version == version)
+    row = session.scalars(query).first()
+    if row is None:
+        return None
+    return ProgramVersion(row.version, row.source, row.created_at, dict(row.document))
 
 
 # ---- earning -----------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ first order has passed the return window."""
 from __future__ import annotations
 
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,9 +15,11 @@ from patronage.errors import NotFoundError
 from patronage.kit.clock import utcnow
 from patronage.loyalty import repository
 from patronage.loyalty.ledger import load_program, open_member
+from patronage.loyalty.models import LoyaltyMember, Referral
 from patronage.loyalty.orders import open_members
 from patronage.loyalty.program import Program
-from patronage.loyalty.rewards import _ALPHABET
+from patronage.loyalty.rewards import random_code_characters
+from patronage.loyalty.schemas import MemberReferralsOut, ReferralOut
 from patronage.orders.models import Order
 
 WEEK = timedelta(days=7)
@@ -60,7 +61,7 @@ def referral_code(
         return str(row["referral_code"])
 
     def assign() -> str:
-        code = "R" + "".join(secrets.choice(_ALPHABET) for _ in range(7))
+        code = "R" + random_code_characters(7)
         repository.set_referral_code(session, book.member_id, code)
         return code
 
@@ -275,3 +276,61 @@ def _friend_row(store_id: int, customer_id: int, program: Program, now: datetime
     from patronage.loyalty.ledger import new_member_row
 
     return new_member_row(store_id, customer_id, program, now)
+
+
+def referral_view(session: Session, *, store_id: int, referral_id: int) -> ReferralOut:
+    """One referral with its referrer's customer id."""
+    row = session.execute(
+        select(Referral, LoyaltyMember.customer_id)
+        .join(LoyaltyMember, LoyaltyMember.id == Referral.referrer_member_id)
+        .where(Referral.store_id == store_id, Referral.id == referral_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"referral {referral_id} does not exist in this store")
+    return _referral_out(row[0], row[1])
+
+
+def _referral_out(referral: Referral, referrer_customer_id: int) -> ReferralOut:
+    return ReferralOut(
+        referral_id=referral.id,
+        referrer_customer_id=referrer_customer_id,
+        referred_customer_id=referral.referred_customer_id,
+        code=referral.code,
+        status=referral.status,
+        reason=referral.reason,
+        created_at=referral.created_at,
+        rewarded_at=referral.rewarded_at,
+        order_id=referral.order_id,
+    )
+
+
+def member_referrals(
+    session: Session, *, store_id: int, customer_id: int, now: datetime | None = None
+) -> MemberReferralsOut:
+    """The member's referral code (created on first request) and the referrals made with it."""
+    if not repository.customer_exists(session, store_id, customer_id):
+        raise NotFoundError(f"customer {customer_id} does not exist in this store")
+    code = referral_code(session, store_id=store_id, customer_id=customer_id, now=now)
+    _, program = _program(session, store_id)
+    member_id = session.scalar(
+        select(LoyaltyMember.id).where(
+            LoyaltyMember.store_id == store_id, LoyaltyMember.customer_id == customer_id
+        )
+    )
+    referrals = list(
+        session.scalars(
+            select(Referral)
+            .where(Referral.store_id == store_id, Referral.referrer_member_id == member_id)
+            .order_by(Referral.id.desc())
+        )
+    )
+    counts = {"pending": 0, "rewarded": 0, "blocked": 0}
+    for referral in referrals:
+        counts[referral.status] = counts.get(referral.status, 0) + 1
+    return MemberReferralsOut(
+        customer_id=customer_id,
+        code=code,
+        referrer_points=program.referrals.referrer_points,
+        counts=counts,
+        referrals=[_referral_out(referral, customer_id) for referral in referrals],
+    )

@@ -12,7 +12,18 @@ from sqlalchemy.orm import Session
 from patronage.api.deps import DbSession, SecretStoreId
 from patronage.loyalty import service
 from patronage.loyalty.errors import MissingIdempotencyKeyError
-from patronage.loyalty.schemas import LedgerOut, MemberOut, MutationOut, PointsIn, RedemptionIn
+from patronage.loyalty.notices import list_notices
+from patronage.loyalty.referrals import member_referrals
+from patronage.loyalty.schemas import (
+    ActionIn,
+    LedgerOut,
+    MemberOut,
+    MemberReferralsOut,
+    MutationOut,
+    NoticesOut,
+    PointsIn,
+    RedemptionIn,
+)
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
@@ -40,7 +51,8 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _require_key(key: str | None) -> str:
+def require_key(key: str | None) -> str:
+    """The idempotency key of a mutation, or MissingIdempotencyKeyError (400)."""
     if key is None or not key.strip():
         raise MissingIdempotencyKeyError(
             "send an `Idempotency-Key` header (unique per mutation) with every change of points"
@@ -49,7 +61,7 @@ def _require_key(key: str | None) -> str:
 
 
 @contextmanager
-def _unit_of_work(session: Session) -> Iterator[None]:
+def unit_of_work(session: Session) -> Iterator[None]:
     """Commit (or roll back) in the thread that took the member's lock, before returning.
 
     The request's session dependency would end the transaction too, but in a later pass through
@@ -100,13 +112,13 @@ def change_points(
     idempotency_key: IdempotencyKey = None,
 ) -> MutationOut:
     """Earn points, adjust them with a reason, or award a bonus action of the program."""
-    with _unit_of_work(session):
+    with unit_of_work(session):
         result, replayed = service.change_points(
             session,
             store_id=store_id,
             customer_id=customer_id,
             points_in=points_in,
-            idempotency_key=_require_key(idempotency_key),
+            idempotency_key=require_key(idempotency_key),
         )
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -128,14 +140,78 @@ def redeem(
     idempotency_key: IdempotencyKey = None,
 ) -> MutationOut:
     """Redeem a catalog reward or points + cash; the response carries the single-use coupon."""
-    with _unit_of_work(session):
+    with unit_of_work(session):
         result, replayed = service.redeem(
             session,
             store_id=store_id,
             customer_id=customer_id,
             redemption_in=redemption_in,
-            idempotency_key=_require_key(idempotency_key),
+            idempotency_key=require_key(idempotency_key),
         )
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return result
+
+
+@router.post(
+    "/{customer_id}/actions",
+    response_model=MutationOut,
+    status_code=201,
+    responses=_WRITE_PROBLEMS,
+)
+def award_action(
+    customer_id: int,
+    action_in: ActionIn,
+    store_id: SecretStoreId,
+    session: DbSession,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> MutationOut:
+    """Award a bonus action of the program (sign-up, a review by type, birthday …).
+
+    Once-per rules refuse a second award in the same period (409); the daily and monthly caps
+    cut the bonus (`capped: true`, possibly to 0 points).
+    """
+    points_in = PointsIn(
+        kind="action", action=action_in.action, variant=action_in.variant, reason=action_in.reason
+    )
+    with unit_of_work(session):
+        result, replayed = service.change_points(
+            session,
+            store_id=store_id,
+            customer_id=customer_id,
+            points_in=points_in,
+            idempotency_key=require_key(idempotency_key),
+        )
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return result
+
+
+@router.get("/{customer_id}/referral", response_model=MemberReferralsOut, responses=_READ_PROBLEMS)
+def read_referral(
+    customer_id: int, store_id: SecretStoreId, session: DbSession
+) -> MemberReferralsOut:
+    """The member's referral code (created on first request) and the referrals made with it."""
+    with unit_of_work(session):
+        return member_referrals(session, store_id=store_id, customer_id=customer_id)
+
+
+@router.get("/{customer_id}/notices", response_model=NoticesOut, responses=_READ_PROBLEMS)
+def read_member_notices(
+    customer_id: int,
+    store_id: SecretStoreId,
+    session: DbSession,
+    pending: Annotated[bool, Query(description="Only notices not yet processed")] = False,
+    after_id: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> NoticesOut:
+    """The member's notices (expiry reminders, tier changes, referrals …), oldest first."""
+    return list_notices(
+        session,
+        store_id=store_id,
+        customer_id=customer_id,
+        pending_only=pending,
+        after_id=after_id,
+        limit=limit,
+    )

@@ -157,3 +157,163 @@ class LedgerOut(BaseModel):
     customer_id: int
     entries: list[LedgerEntryOut]
     next_before_id: int | None
+
+
+class ActionIn(BaseModel):
+    """A bonus action the member did: `signup`, `review` with its `variant`, `birthday` …"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = Field(min_length=1, max_length=64)
+    variant: str | None = Field(None, max_length=64)
+    reason: str | None = Field(None, max_length=500)
+
+
+class ProgramOut(BaseModel):
+    """A version of the store's program."""
+
+    version: int
+    source: str | None = None
+    created_at: datetime | None = None
+    program: dict[str, Any]
+
+
+class ProgramVersionOut(BaseModel):
+    """One stored version of the program (without its document)."""
+
+    version: int
+    source: str
+    created_at: datetime
+    in_force: bool
+
+
+class ProgramVersionsOut(BaseModel):
+    """Every version of the store's program, newest first."""
+
+    versions: list[ProgramVersionOut]
+
+
+class RewardOut(BaseModel):
+    """A catalog reward and what it costs."""
+
+    code: str
+    name: str
+    kind: str
+    cost_points: int
+    value: Decimal | None
+    currency: str | None
+    valid_days: int
+
+
+class PointsForCashOut(BaseModel):
+    """The points + cash rule: what points are worth and how much of an order they may pay."""
+
+    enabled: bool
+    points_per_unit: int
+    max_share: Decimal
+    min_points: int
+    valid_days: int
+    currency: str
+    text: str
+
+
+class CatalogOut(BaseModel):
+    """The rewards catalog of the program in force."""
+
+    program_version: int
+    rewards: list[RewardOut]
+    points_for_cash: PointsForCashOut
+
+
+class ReferralIn(BaseModel):
+    """A friend who signed up with a member's referral code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=24)
+    customer_id: int = Field(gt=0, description="The friend (the referred customer).")
+    source: str | None = Field(None, max_length=200, description="e.g. the sign-up IP address")
+    device_id: str | None = Field(None, max_length=200)
+    address: str | None = Field(None, max_length=500)
+
+
+class ReferralOut(BaseModel):
+    """A referral and its state."""
+
+    referral_id: int
+    referrer_customer_id: int
+    referred_customer_id: int
+    code: str
+    status: Literal["pending", "rewarded", "blocked"]
+    reason: str | None = None
+    created_at: datetime
+    rewarded_at: datetime | None = None
+    order_id: int | None = None
+
+
+class MemberReferralsOut(BaseModel):
+    """A member's referral code and the referrals made with it."""
+
+    customer_id: int
+    code: str
+    referrer_points: int
+    counts: dict[str, int]
+    referrals: list[ReferralOut]
+
+
+class CouponStatusOut(BaseModel):
+    """A coupon as checkout sees it: can it be used now, for how much, until when."""
+
+    code: str
+    customer_id: int
+    reward: str
+    kind: str
+    value: Decimal | None
+    currency: str | None
+    issued_at: datetime
+    expires_at: datetime | None
+    used: bool
+    used_at: datetime | None
+    used_reference: str | None
+    valid: bool
+    reason: str | None
+
+
+class CouponUseIn(BaseModel):
+    """Use a coupon at checkout."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_reference: str = Field(min_length=1, max_length=64)
+
+
+class NoticeOut(BaseModel):
+    """One notice of the outbox (expiry reminder, tier change, referral, refund review …)."""
+
+    id: int
+    customer_id: int | None
+    kind: str
+    payload: dict[str, Any]
+    created_at: datetime
+    processed_at: datetime | None
+
+
+class NoticesOut(BaseModel):
+    """A page of notices, oldest first; continue with `after_id`."""
+
+    notices: list[NoticeOut]
+    next_after_id: int | None
+
+
+class NoticesProcessedIn(BaseModel):
+    """Notices a consumer has handled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[int] = Field(min_length=1, max_length=1000)
+
+
+class NoticesProcessedOut(BaseModel):
+    """How many notices were marked processed now (already processed ones are left alone)."""
+
+    processed: int
