@@ -168,21 +168,13 @@ def _normalise(delivery: Delivery, seen: set[str], summary: IntakeSummary) -> li
     return messages
 
 
-def _event_row(store_id: int, message: TrackingMessage, customer_id: int | None) -> dict[str, Any]:
-    return {
-        "store_id": store_id,
-        "message_id": message.message_id,
-        "type": message.type,
-        "name": message.name,
-        "customer_id": customer_id,
-        "user_id": message.user_id,
-        "anonymous_id": message.anonymous_id,
-        "occurred_at": message.occurred_at,
-        "received_at": message.received_at,
-        "source": TRACKING_SOURCE,
-        "properties": message.properties,
-        "context": message.context,
-    }
+def _event_row(store_id: int, message: TrackingMessage, customer_id: int | None) -> tuple[Any, ...]:
+    """The message as values in `repository.EVENT_COLUMNS` order."""
+    return (
+        store_id, message.message_id, message.type, message.name, customer_id, message.user_id,
+        message.anonymous_id, message.occurred_at, message.received_at, TRACKING_SOURCE,
+        message.properties, message.context,
+    )  # fmt: skip
 
 
 # --- Who each message is about ------------------------------------------------------------------

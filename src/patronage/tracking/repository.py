@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -11,7 +11,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ColumnElement,
-    Dialect,
     MetaData,
     String,
     Table,
@@ -24,11 +23,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
-from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 from patronage.customers.models import CustomerIdentity
 from patronage.db.base import table_of
-from patronage.db.conflicts import insert_ignoring_conflicts
+from patronage.db.bulk import bulk_insert_ignoring_conflicts
 from patronage.orders.models import Order
 from patronage.tracking.models import Event
 
@@ -69,67 +67,42 @@ def existing_message_ids(session: Session, store_id: int, message_ids: Iterable[
     )
 
 
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
+EVENT_COLUMNS = ("store_id", "message_id", "type", "name", "customer_id", "user_id",
+                 "anonymous_id", "occurred_at", "received_at", "source", "properties",
+                 "context")  # fmt: skip
+
+# The events table with its two JSON columns as text, for `insert_events`: the intake serialises
+# them with orjson itself (a tenth of the cost of `json.dumps` on these nested documents); SQLite
+# keeps JSON as that text, PostgreSQL casts it to jsonb. The rows read back identically through
+# `Event`.
+_insert_table = Table(
+    events_table.name,
+    MetaData(),
+    *(
+        Column(column.name, Text() if isinstance(column.type, JSON) else column.type)
+        for column in events_table.columns
+    ),
+)
+_JSON_POSITIONS = tuple(
+    position
+    for position, name in enumerate(EVENT_COLUMNS)
+    if isinstance(events_table.c[name].type, JSON)
+)
 
 
-class _JSONText(TypeDecorator[Any]):
-    """A JSON document serialised by orjson, stored as the same text SQLite's JSON type holds."""
-
-    impl = Text
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
-        return None if value is None else _json_text(value)
-
-
-class _PsycopgJSONB(UserDefinedType[Any]):
-    """A JSONB document handed to psycopg with orjson as its serialiser."""
-
-    cache_ok = True
-
-    def get_col_spec(self, **options: Any) -> str:
-        return "JSONB"
-
-    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
-        from psycopg.types.json import Jsonb
-
-        def process(value: Any) -> Any:
-            return None if value is None else Jsonb(value, dumps=_json_text)
-
-        return process
-
-
-def _events_table_with(json_type: Callable[[], TypeEngine[Any]]) -> Table:
-    """The events table with its JSON columns of `json_type`, for the intake's bulk insert."""
-    return Table(
-        events_table.name,
-        MetaData(),
-        *(
-            Column(
-                column.name,
-                json_type() if isinstance(column.type, JSON) else column.type,
-                primary_key=column.primary_key,
-            )
-            for column in events_table.columns
-        ),
-    )
-
-
-# The intake's hot path serialises the two JSON columns with orjson instead of `json.dumps` (a
-# third of the cost of an insert); the rows read back identically through `Event`.
-_insert_tables = {
-    "sqlite": _events_table_with(_JSONText),
-    "postgresql+psycopg": _events_table_with(_PsycopgJSONB),
-}
-
-
-def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert event rows in bulk, skipping message ids the store already holds."""
-    dialect = session.get_bind().dialect
-    table = _insert_tables.get(dialect.name, _insert_tables.get(f"{dialect.name}+{dialect.driver}"))
-    insert_ignoring_conflicts(
-        session, table if table is not None else events_table, rows, keys=("store_id", "message_id")
+def insert_events(session: Session, rows: Sequence[Sequence[Any]]) -> None:
+    """Insert event rows (values in EVENT_COLUMNS order) in bulk, skipping stored message ids."""
+    if not rows:
+        return
+    dumps = orjson.dumps
+    prepared = []
+    for row in rows:
+        values = list(row)
+        for position in _JSON_POSITIONS:
+            values[position] = dumps(values[position]).decode()
+        prepared.append(values)
+    bulk_insert_ignoring_conflicts(
+        session, _insert_table, EVENT_COLUMNS, prepared, keys=("store_id", "message_id")
     )
 
 
