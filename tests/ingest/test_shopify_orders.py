@@ -215,3 +215,33 @@ def test_customers_merged_by_a_shared_phone_keep_the_import_idempotent(
     assert created.created == 3
     again = import_shopify_orders(path, store_id=store_id, engine=engine, chunk_size=1)
     assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
+
+
+def test_after_an_import_points_and_aggregates_are_up_to_date(
+    engine: Engine, store_id: int, tmp_path: Path
+) -> None:
+    """Points and kept aggregates are brought up to date once, after the last chunk."""
+    from sqlalchemy import func, select
+
+    from patronage.analytics import repository
+    from patronage.analytics.service import rebuild_aggregates
+    from patronage.db.session import session_scope
+    from patronage.loyalty.models import LedgerEntry
+    from patronage.loyalty.program import default_program, set_program
+    from patronage.stores.models import Store
+
+    with session_scope(engine) as session:
+        set_program(session, store_id, default_program(), source="test")
+    _import(engine, store_id, "shopify_orders_export.csv", tmp_path, chunk_size=1)
+    with session_scope(engine) as session:
+        kept = repository.store_aggregates(session, store_id)
+        kept_categories = repository.store_category_aggregates(session, store_id)
+        entries = session.scalar(
+            select(func.count()).select_from(LedgerEntry).where(LedgerEntry.store_id == store_id)
+        )
+        store = session.get(Store, store_id)
+        assert store is not None
+        rebuild_aggregates(session, store)
+        assert repository.store_aggregates(session, store_id) == kept
+        assert repository.store_category_aggregates(session, store_id) == kept_categories
+    assert kept and entries

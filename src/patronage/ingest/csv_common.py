@@ -15,14 +15,13 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
@@ -36,13 +35,19 @@ from patronage.kit.phones import to_e164
 from patronage.kit.times import check_timezone
 from patronage.orders.fx import RateBook, load_rate_book
 from patronage.orders.schemas import OrderIn
-from patronage.orders.service import upsert_orders, validate_order
+from patronage.orders.service import (
+    refresh_aggregates,
+    sync_points_of_orders,
+    upsert_orders,
+    validate_order,
+)
 from patronage.stores.models import Store
 from patronage.stores.service import get_store
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 CHUNK_SIZE = 2_000
+CATCH_UP_SIZE = 20_000  # orders, then customers, per transaction of the catch-up after an import
 _CACHE_SIZE = 65_536  # entries of a cache of parsed cells before it starts afresh
 _IMPORT_GC_THRESHOLD = 50_000  # allocations between collections of the youngest generation
 ASCII_COMPATIBLE = {"utf-8", "utf-8-sig", "utf8", "latin-1", "latin1", "iso-8859-1", "cp1252",
@@ -53,8 +58,6 @@ _THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
 _METAFIELD = re.compile(r"^(?P<label>.*?)\s*\(customer\.metafields\.(?P<key>[^()\s]+)\)\s*$")
 
 SourceRow = tuple[int, list[str]]  # (line where the row starts, cells padded to the header)
-Chunk = TypeVar("Chunk")
-Outcome = TypeVar("Outcome")
 
 
 class UnreadableFileError(PatronageError):
@@ -727,54 +730,6 @@ class _PreparedOrder:
 
 
 @dataclass(slots=True)
-class _Written:
-    """What writing a chunk did; `refused` holds the records the database would not take."""
-
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    customers_created: int = 0
-    refused: list[tuple[list[Problem], list[int], str]] = field(default_factory=list)
-
-
-class BackgroundWriter(Generic[Chunk, Outcome]):
-    """Writes one chunk in a worker thread while the caller reads the next: one chunk in flight.
-
-    Python code of the two threads still takes turns (the GIL), but the database's own work —
-    SQLite's C code, which runs without the GIL, or PostgreSQL's server — overlaps with reading
-    and building the next chunk. Outcomes come back in order to the reading thread, which alone
-    touches the report and the summary; an error of the writer is raised there too.
-    """
-
-    def __init__(self, write: Callable[[Chunk], Outcome]) -> None:
-        self._write = write
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer")
-        self._in_flight: Future[Outcome] | None = None
-
-    def __enter__(self) -> BackgroundWriter[Chunk, Outcome]:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._executor.shutdown(wait=True)
-
-    def submit(self, chunk: Chunk) -> Outcome | None:
-        """Start writing `chunk`; return the outcome of the chunk before it, once it is written."""
-        previous = self.wait()
-        self._in_flight = self._executor.submit(self._write, chunk)
-        return previous
-
-    def wait(self) -> Outcome | None:
-        """Wait for the chunk in flight and return its outcome (None when there is none)."""
-        future, self._in_flight = self._in_flight, None
-        return None if future is None else future.result()
-
-
-@dataclass(slots=True)
 class _Group:
     key: str
     rows: list[tuple[int, int, list[str]]]  # (sequence, line, cells)
@@ -785,7 +740,6 @@ class OrderImport:
 
     report: ImportReport
     summary: ImportSummary
-    writer: BackgroundWriter[list[_PreparedOrder], _Written]
 
     def __init__(
         self,
@@ -804,17 +758,42 @@ class OrderImport:
         self.chunk_size = chunk_size
         self.progress = progress
         self.pending: list[_PreparedOrder] = []
+        self.recorded: list[int] = []  # ids of the orders written, for the catch-up at the end
         with session_scope(self.engine) as session:
             store = get_store(session, self.store_id)
             self.rate_book: RateBook = load_rate_book(session, store.id, store.base_currency)
 
     def run(self, report: ImportReport, summary: ImportSummary) -> None:
-        """Import every order of the file."""
+        """Import every order of the file, then bring points and aggregates up to date."""
         self.report, self.summary = report, summary
-        with BackgroundWriter(self._write_chunk) as self.writer:
+        try:
             self._read_and_write()
-            self._count(self.writer.wait())
+        except Exception:
+            # What was committed still gets its points and aggregates; the error is the news.
+            with suppress(Exception):
+                self._catch_up()
+            raise
+        self._catch_up()
         self.summary.rows_read = self.csv_file.rows_read
+
+    def _catch_up(self) -> None:
+        """Loyalty points of the written orders, then the aggregates of their customers, once.
+
+        Done after the last chunk rather than after each one: a customer with orders in many
+        chunks is refreshed once, and each step runs over many orders at a time.
+        """
+        recorded, self.recorded = sorted(set(self.recorded)), []
+        customers: set[int] = set()
+        for start in range(0, len(recorded), CATCH_UP_SIZE):
+            with session_scope(self.engine) as session:
+                store = session.get(Store, self.store_id)
+                assert store is not None
+                ids = recorded[start : start + CATCH_UP_SIZE]
+                customers |= sync_points_of_orders(session, store, ids)
+        ordered = sorted(customers)
+        for start in range(0, len(ordered), CATCH_UP_SIZE):
+            with session_scope(self.engine) as session:
+                refresh_aggregates(session, self.store_id, ordered[start : start + CATCH_UP_SIZE])
 
     def _read_and_write(self) -> None:
         _, scattered = scan_keys(
@@ -945,26 +924,9 @@ class OrderImport:
     def _flush(self) -> None:
         batch, self.pending = self.pending, []
         if batch:
-            self._count(self.writer.submit(batch))
+            self._write(batch)
 
-    def _count(self, written: _Written | None) -> None:
-        """Take the outcome of a written chunk into the summary and the report."""
-        if written is None:
-            return
-        self.summary.created += written.created
-        self.summary.updated += written.updated
-        self.summary.unchanged += written.unchanged
-        self.summary.customers_created += written.customers_created
-        for problems, lines, record in written.refused:
-            self._reject(problems, lines, record)
-
-    def _write_chunk(self, batch: list[_PreparedOrder]) -> _Written:
-        """Write a chunk (in the writer thread); the outcome goes back to the reading thread."""
-        written = _Written()
-        self._write(batch, written)
-        return written
-
-    def _write(self, batch: list[_PreparedOrder], written: _Written) -> None:
+    def _write(self, batch: list[_PreparedOrder]) -> None:
         """Upsert a chunk in one transaction; if the database refuses it, halve it and retry."""
         try:
             with session_scope(self.engine) as session:
@@ -972,7 +934,7 @@ class OrderImport:
                 assert store is not None
                 result = upsert_orders(
                     session, store, [prepared.order for prepared in batch],
-                    rate_book=self.rate_book, validated=True,
+                    rate_book=self.rate_book, validated=True, follow=False,
                 )  # fmt: skip
         except Exception as error:
             if not is_record_error(error):
@@ -980,16 +942,17 @@ class OrderImport:
             if len(batch) == 1:
                 prepared = batch[0]
                 problem = Problem(prepared.lines[0], "", "", database_reason(error))
-                written.refused.append(([problem], prepared.lines, prepared.record))
+                self._reject([problem], prepared.lines, prepared.record)
                 return
             middle = len(batch) // 2
-            self._write(batch[:middle], written)
-            self._write(batch[middle:], written)
+            self._write(batch[:middle])
+            self._write(batch[middle:])
             return
-        written.created += result.created
-        written.updated += result.updated
-        written.unchanged += result.unchanged
-        written.customers_created += result.customers_created
+        self.recorded.extend(result.order_ids)
+        self.summary.created += result.created
+        self.summary.updated += result.updated
+        self.summary.unchanged += result.unchanged
+        self.summary.customers_created += result.customers_created
 
 
 def _cell_value(rows: Sequence[SourceRow], line: int, column: str, header: HeaderMap) -> str:

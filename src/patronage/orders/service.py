@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -88,12 +88,16 @@ def upsert_orders(
     *,
     rate_book: RateBook | None = None,
     validated: bool = False,
+    follow: bool = True,
 ) -> UpsertSummary:
     """Create or update orders keyed by (source, external id); a replay changes nothing.
 
     Timestamps merge (a late, older delivery never erases a later step), lines are replaced when the
     input has lines, refunds are added by their id, and the status is derived from the timeline.
     `validated=True` says the caller has already run validate_order on every order.
+    `follow=False` leaves the loyalty points and kept aggregates of these orders to the caller,
+    who then owes `sync_points_of_orders` and `refresh_aggregates` on `summary.order_ids` (a
+    large import does that once at its end instead of after every chunk).
     """
     summary = UpsertSummary()
     if not orders:
@@ -121,7 +125,8 @@ def upsert_orders(
             order_ids,
         )
     summary.order_ids = order_ids
-    _after_orders_recorded(session, store, order_ids)
+    if follow:
+        _after_orders_recorded(session, store, order_ids)
     return summary
 
 
@@ -131,13 +136,22 @@ def _after_orders_recorded(session: Session, store: Store, order_ids: list[int])
     Loyalty earns, activates or reverses the orders' points (nothing for a store without a
     program) and analytics refreshes the kept aggregates of the orders' customers.
     """
-    from patronage.analytics.aggregates import refresh_customer_aggregates
+    refresh_aggregates(session, store.id, sync_points_of_orders(session, store, order_ids))
+
+
+def sync_points_of_orders(session: Session, store: Store, order_ids: Sequence[int]) -> set[int]:
+    """Bring the loyalty points of these orders up to date; return the orders' customers."""
     from patronage.loyalty.orders import sync_order_points
 
     sync_order_points(session, store, order_ids)
-    refresh_customer_aggregates(
-        session, store.id, repository.customers_of_orders(session, store.id, order_ids)
-    )
+    return repository.customers_of_orders(session, store.id, order_ids)
+
+
+def refresh_aggregates(session: Session, store_id: int, customer_ids: Iterable[int]) -> None:
+    """Recompute the kept analytics aggregates of these customers."""
+    from patronage.analytics.aggregates import refresh_customer_aggregates
+
+    refresh_customer_aggregates(session, store_id, customer_ids)
 
 
 def _resolve_order_customers(
