@@ -27,7 +27,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -36,9 +36,14 @@ from sqlalchemy.orm import Session
 from patronage.errors import NotFoundError
 from patronage.kit.clock import utcnow
 from patronage.loyalty import repository
-from patronage.loyalty.errors import IdempotencyKeyReusedError, InsufficientPointsError
+from patronage.loyalty.errors import (
+    IdempotencyKeyReusedError,
+    InsufficientPointsError,
+    ProgramNotConfiguredError,
+)
 from patronage.loyalty.program import Program, program_from_document
 
+_T = TypeVar("_T")
 ShortfallPolicy = Literal["refuse", "negative_balance", "flag"]
 _PAGE = 50
 
@@ -94,6 +99,7 @@ class MemberBook:
         program: Program,
         program_version: int,
         now: datetime,
+        lots_due: bool = True,
     ) -> None:
         self.session = session
         self.store_id = store_id
@@ -110,6 +116,9 @@ class MemberBook:
         self._known: dict[int, Lot] = {}
         self._lot_changes: dict[int, dict[str, Any]] = {}
         self.notices: list[dict[str, Any]] = []
+        # False only when the member was read with no lot due to activate or lapse; any lot this
+        # book makes pending or reschedules sets it back, so `settle` never skips real work.
+        self._lots_due = lots_due
 
     # ---- reading -------------------------------------------------------------------------------
 
@@ -239,9 +248,12 @@ class MemberBook:
         )
         if pending:
             activated_at = expires_at = None
+            self._lots_due = True
         elif activated_at is None:
             activated_at = self.now
             expires_at = self.program.expiry.expires_at(self.now)
+        if expires_at is not None and expires_at <= self.now:
+            self._lots_due = True
         lot_id = repository.insert_lot(
             self.session,
             {
@@ -291,6 +303,8 @@ class MemberBook:
                 available=max(self.available, 0),
                 needed=points,
             )
+        if order_id is None and shortfall_policy == "refuse":
+            return self._spend(kind=kind, points=points, key=key, reason=reason, details=details)
         taken: list[tuple[Lot, int]] = []
         still = points
         for lot in self._debit_candidates(order_id):
@@ -342,6 +356,44 @@ class MemberBook:
             shortfall=still,
             lots=[(lot.id, take) for lot, take in taken],
         )
+
+    def _spend(
+        self,
+        *,
+        kind: str,
+        points: int,
+        key: str,
+        reason: str | None,
+        details: dict[str, Any] | None,
+    ) -> Posted:
+        """Debit points the balance covers (checked by the caller) from active lots, soonest-
+        expiring first, letting the database pick and consume the lots."""
+        self._flush_lots()
+        entry_id = self._entry(
+            kind=kind,
+            available_delta=-points,
+            pending_delta=0,
+            key=key,
+            reason=reason,
+            details=details,
+        )
+        taken = repository.consume_spendable(
+            self.session,
+            store_id=self.store_id,
+            member_id=self.member_id,
+            entry_id=entry_id,
+            points=points,
+            now=self.now,
+        )
+        if sum(take for _, take in taken) != points:
+            raise RuntimeError(
+                f"member {self.member_id}: active lots do not cover the balance; run verify"
+            )
+        for lot_id, take in taken:
+            known = self._known.get(lot_id)
+            if known is not None:
+                known.remaining -= take
+        return Posted(entry_id, points, available_delta=-points, lots=taken)
 
     def _debit_candidates(self, order_id: int | None) -> Iterator[Lot]:
         """The order's own lots first (pending ones first), then active lots by expiry."""
@@ -447,6 +499,7 @@ class MemberBook:
     def schedule(self, lot: Lot, activates_at: datetime) -> None:
         """Set when a pending lot activates (e.g. once its order is delivered)."""
         lot.activates_at = activates_at
+        self._lots_due = True
         self._change_lot(lot, activates_at=activates_at)
 
     def activate_due(self, due: list[Lot] | None = None) -> int:
@@ -477,8 +530,11 @@ class MemberBook:
         Runs before every debit, so nothing lapsed is ever spent and nothing due is refused.
         Returns (points activated, points expired).
         """
+        if not self._lots_due:
+            return 0, 0
         due = self.due_lots()
         if not due:
+            self._lots_due = False
             return 0, 0
         return self.activate_due(due), self.expire_lapsed(due)
 
@@ -521,18 +577,43 @@ _PROGRAM_CACHE: dict[tuple[int, int], tuple[dict[str, Any], Program]] = {}
 
 
 def load_program(session: Session, store_id: int) -> tuple[int, Program] | None:
-    """The store's program in force (validated programs are cached by store, version and
-    document, so a version is validated once per process)."""
+    """The store's program in force (validated once per process and version, see
+    `cached_program`)."""
     found = repository.latest_program(session, store_id)
     if found is None:
         return None
     version, document = found
+    return version, cached_program(store_id, version, document)
+
+
+def cached_program(store_id: int, version: int, document: dict[str, Any]) -> Program:
+    """The validated program of a stored version, validating each version once per process.
+
+    The cache is keyed by store and version and checked against the stored document: a version
+    is never rewritten once committed, but one written in a transaction that rolled back can be
+    written again, differently, under the same number.
+    """
     cached = _PROGRAM_CACHE.get((store_id, version))
     if cached is not None and cached[0] == document:
-        return version, cached[1]
+        return cached[1]
     program = program_from_document(document)
     _PROGRAM_CACHE[(store_id, version)] = (document, program)
-    return version, program
+    return program
+
+
+def require_program(session: Session, store_id: int) -> tuple[int, Program]:
+    """The store's program in force; ProgramNotConfiguredError when it has none."""
+    found = load_program(session, store_id)
+    if found is None:
+        raise _no_program(store_id)
+    return found
+
+
+def _no_program(store_id: int) -> ProgramNotConfiguredError:
+    return ProgramNotConfiguredError(
+        f"store {store_id} has no membership program; set one with "
+        f"`patronage loyalty program set --store {store_id}`"
+    )
 
 
 def open_member(
@@ -618,20 +699,14 @@ def idempotent(
     winner's result. The work runs in a savepoint: a mutation that fails leaves nothing behind
     (not even the lapses it settled first), and stores no key, so the key may be tried again.
     """
-    if not key or len(key) > 200:
-        raise IdempotencyKeyReusedError("an idempotency key must be 1 to 200 characters")
+    _check_key(key)
     fingerprint = request_hash(request)
     moment = now or utcnow()
 
     def attempt() -> tuple[dict[str, Any], bool]:
         found = repository.find_idempotency(session, store_id, key)
         if found is not None:
-            stored_hash, response = found
-            if stored_hash != fingerprint:
-                raise IdempotencyKeyReusedError(
-                    f"idempotency key {key!r} was already used for a different request"
-                )
-            return response, True
+            return _replay(key, fingerprint, found), True
         response = work()
         repository.insert_idempotency(
             session,
@@ -643,24 +718,137 @@ def idempotent(
         )
         return response, False
 
+    return run_atomically(session, attempt)
+
+
+_ATTEMPTS = 3
+
+
+@dataclass
+class Opened:
+    """What a member mutation works with: the member's book (None when the customer is not a
+    member and the mutation does not enrol), the program in force and the store's settings."""
+
+    book: MemberBook | None
+    program: Program
+    program_version: int
+    currency: str
+    timezone: str
+
+
+def mutate_member(
+    session: Session,
+    *,
+    store_id: int,
+    customer_id: int,
+    key: str,
+    request: dict[str, Any],
+    work: Callable[[Opened], dict[str, Any]],
+    now: datetime,
+    create: bool = True,
+) -> tuple[dict[str, Any], bool]:
+    """`idempotent` for the mutation of one member, with the usual reads folded into one.
+
+    One statement locks the member row and reads the program in force, the request's stored key
+    and whether any lot is due, so a plain earn or spend costs that read, its writes and the key.
+    A customer who is not yet a member takes the long way (key, program, customer, enrolment).
+    The guarantees are `idempotent`'s: a replay returns the stored result, the same key with a
+    different request is refused, and failed work leaves nothing behind.
+    """
+    _check_key(key)
+    fingerprint = request_hash(request)
+
+    def attempt() -> tuple[dict[str, Any], bool]:
+        row = repository.lock_member_for_request(session, store_id, customer_id, key=key, now=now)
+        if row is None:
+            found = repository.find_idempotency(session, store_id, key)
+            if found is not None:
+                return _replay(key, fingerprint, found), True
+            version, program = require_program(session, store_id)
+            book = open_member(
+                session,
+                store_id=store_id,
+                customer_id=customer_id,
+                program=program,
+                program_version=version,
+                now=now,
+                create=create,
+            )
+            settings = repository.store_currency_and_timezone(session, store_id)
+            currency, timezone = settings or ("USD", "UTC")
+        else:
+            if row["stored_hash"] is not None:
+                stored = (row["stored_hash"], row["stored_response"])
+                return _replay(key, fingerprint, stored), True
+            if row["program_version"] is None:
+                raise _no_program(store_id)
+            version = row["program_version"]
+            program = cached_program(store_id, version, row["program_document"])
+            book = MemberBook(
+                session,
+                store_id=store_id,
+                member=row,
+                program=program,
+                program_version=version,
+                now=now,
+                lots_due=bool(row["lots_due"]),
+            )
+            currency, timezone = row["base_currency"], row["timezone"]
+        response = work(Opened(book, program, version, currency, timezone))
+        repository.insert_idempotency(
+            session,
+            store_id=store_id,
+            key=key,
+            request_hash=fingerprint,
+            response=response,
+            now=now,
+        )
+        return response, False
+
+    return run_atomically(session, attempt)
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key) > 200:
+        raise IdempotencyKeyReusedError("an idempotency key must be 1 to 200 characters")
+
+
+def _replay(key: str, fingerprint: str, stored: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """The stored response of a key, if it was stored for the same request."""
+    stored_hash, response = stored
+    if stored_hash != fingerprint:
+        raise IdempotencyKeyReusedError(
+            f"idempotency key {key!r} was already used for a different request"
+        )
+    return response
+
+
+def run_atomically(session: Session, attempt: Callable[[], _T]) -> _T:
+    """Run `attempt` so that if it fails it leaves nothing behind, and again after losing a
+    unique-key race (PostgreSQL: the loser's INSERT waits for the winner, fails, and the next
+    attempt finds the winner's row).
+
+    Inside a transaction that holds other work, the attempt runs in a savepoint. When the session
+    has no transaction yet, the attempt is the whole transaction: it is begun here, left open for
+    the caller to commit, and rolled back on failure, which leaves just as little behind and
+    spares two round trips (SAVEPOINT, RELEASE) per mutation.
+    """
     for attempt_number in range(_ATTEMPTS):
-        savepoint = session.begin_nested()
+        scope = session.begin_nested() if session.in_transaction() else session.begin()
         try:
             result = attempt()
         except IntegrityError:
-            savepoint.rollback()
+            scope.rollback()
             if attempt_number == _ATTEMPTS - 1:
                 raise
             continue
         except BaseException:
-            savepoint.rollback()
+            scope.rollback()
             raise
-        savepoint.commit()
+        if scope.nested:
+            scope.commit()
         return result
     raise AssertionError("unreachable")
-
-
-_ATTEMPTS = 3
 
 
 # ---- verification ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     CursorResult,
     Select,
     and_,
@@ -27,7 +29,7 @@ from sqlalchemy.orm import Session
 from patronage.customers.models import Customer, CustomerIdentity
 from patronage.db.base import table_of
 from patronage.db.conflicts import insert_ignoring_conflicts
-from patronage.db.types import Money
+from patronage.db.types import Money, UTCDateTime
 from patronage.loyalty.models import (
     DEBIT_KINDS,
     Coupon,
@@ -42,6 +44,7 @@ from patronage.loyalty.models import (
     Referral,
 )
 from patronage.orders.models import Order
+from patronage.stores.models import Store
 
 programs = table_of(LoyaltyProgram)
 members = table_of(LoyaltyMember)
@@ -149,6 +152,69 @@ def lock_member(session: Session, store_id: int, customer_id: int) -> dict[str, 
         .first()
     )
     return None if row is None else dict(row)
+
+
+def lock_member_for_request(
+    session: Session, store_id: int, customer_id: int, *, key: str, now: datetime
+) -> dict[str, Any] | None:
+    """Lock a member row and read, in the same round trip, what a mutation of it needs: the
+    program in force (`program_version`, `program_document`), what is stored under the request's
+    idempotency key (`stored_hash`, `stored_response`, None when new), whether any lot is due to
+    activate or lapse (`lots_due`), and the store's `base_currency` and `timezone`.
+
+    None when the customer is not a member (the caller then takes the slow path).
+    """
+    parameters = {"store_id": store_id, "customer_id": customer_id, "key": key, "now": now}
+    row = session.execute(_member_for_request(), parameters).mappings().first()
+    return None if row is None else dict(row)
+
+
+@functools.cache
+def _member_for_request() -> Select[Any]:
+    """The statement of `lock_member_for_request`, built once (it is run for every mutation)."""
+    stores = table_of(Store)
+    store_id = bindparam("store_id", type_=members.c.store_id.type)
+    now = bindparam("now", type_=lots.c.expires_at.type)
+    latest = (
+        select(programs.c.version, programs.c.document)
+        .where(programs.c.store_id == store_id)
+        .order_by(programs.c.version.desc())
+        .limit(1)
+    )
+    stored = select(idempotency.c.request_hash, idempotency.c.response).where(
+        idempotency.c.store_id == store_id, idempotency.c.key == bindparam("key")
+    )
+    store = select(stores.c.base_currency, stores.c.timezone).where(stores.c.id == store_id)
+
+    def scalar(query: Select[Any], column: Any, label: str) -> Any:
+        return query.with_only_columns(column).scalar_subquery().label(label)
+
+    return (
+        select(
+            members,
+            scalar(latest, programs.c.version, "program_version"),
+            scalar(latest, programs.c.document, "program_document"),
+            scalar(stored, idempotency.c.request_hash, "stored_hash"),
+            scalar(stored, idempotency.c.response, "stored_response"),
+            select(literal(1))
+            .where(lots.c.member_id == members.c.id, _due_lot(now))
+            .exists()
+            .label("lots_due"),
+            scalar(store, stores.c.base_currency, "base_currency"),
+            scalar(store, stores.c.timezone, "timezone"),
+        )
+        .where(members.c.store_id == store_id, members.c.customer_id == bindparam("customer_id"))
+        .with_for_update(of=members)
+    )
+
+
+def store_currency_and_timezone(session: Session, store_id: int) -> tuple[str, str] | None:
+    """The store's base currency and time zone."""
+    stores = table_of(Store)
+    row = session.execute(
+        select(stores.c.base_currency, stores.c.timezone).where(stores.c.id == store_id)
+    ).first()
+    return None if row is None else (row[0], row[1])
 
 
 def lock_members_by_id(session: Session, store_id: int, member_ids: Sequence[int]) -> list[dict]:
@@ -404,18 +470,22 @@ def open_order_lots(session: Session, member_id: int, order_id: int) -> list[dic
     return [dict(row) for row in rows]
 
 
+def _due_lot(now: datetime | BindParameter[Any]) -> Any:
+    """A lot with points left that is due to activate or past its expiry at `now`."""
+    return and_(
+        lots.c.remaining > 0,
+        or_(
+            and_(lots.c.activated_at.is_(None), lots.c.activates_at <= now),
+            and_(lots.c.activated_at.is_not(None), lots.c.expires_at <= now),
+        ),
+    )
+
+
 def due_lots(session: Session, member_id: int, now: datetime) -> list[dict[str, Any]]:
     """A member's pending lots due to activate and active lots past expiry, with points left."""
     rows = session.execute(
         select(*_LOT_COLUMNS)
-        .where(
-            lots.c.member_id == member_id,
-            lots.c.remaining > 0,
-            or_(
-                and_(lots.c.activated_at.is_(None), lots.c.activates_at <= now),
-                and_(lots.c.activated_at.is_not(None), lots.c.expires_at <= now),
-            ),
-        )
+        .where(lots.c.member_id == member_id, _due_lot(now))
         .order_by(lots.c.id)
     ).mappings()
     return [dict(row) for row in rows]
@@ -437,6 +507,67 @@ def spendable_lots(
         .offset(offset)
     ).mappings()
     return [dict(row) for row in rows]
+
+
+def consume_spendable(
+    session: Session, *, store_id: int, member_id: int, entry_id: int, points: int, now: datetime
+) -> list[tuple[int, int]]:
+    """Take `points` from a member's active lots, soonest-expiring first (never-expiring last),
+    for the debit `entry_id`: record each take as a consumption and lower the lots' `remaining`.
+
+    Two statements whatever the number of lots: the takes are computed in SQL from a running sum
+    over the lots in consumption order. Returns (lot id, points) in that order; the caller checks
+    they add up to `points`. The member must be locked.
+    """
+    fifo = (lots.c.expires_at.is_(None), lots.c.expires_at, lots.c.id)
+    spendable = (
+        select(
+            lots.c.id,
+            lots.c.remaining,
+            (func.sum(lots.c.remaining).over(order_by=fifo) - lots.c.remaining).label("before"),
+            func.row_number().over(order_by=fifo).label("position"),
+        )
+        .where(
+            lots.c.member_id == member_id,
+            lots.c.remaining > 0,
+            lots.c.activated_at.is_not(None),
+        )
+        .subquery()
+    )
+    take = case(
+        (spendable.c.before + spendable.c.remaining <= points, spendable.c.remaining),
+        else_=points - spendable.c.before,
+    )
+    takes = (
+        select(
+            literal(store_id),
+            literal(member_id),
+            literal(entry_id),
+            spendable.c.id,
+            take,
+            literal(now, UTCDateTime()),
+        )
+        .where(spendable.c.before < points)
+        .order_by(spendable.c.position)
+    )
+    columns = ["store_id", "member_id", "entry_id", "lot_id", "amount", "consumed_at"]
+    rows = session.execute(
+        insert(consumptions)
+        .from_select(columns, takes)
+        .returning(consumptions.c.id, consumptions.c.lot_id, consumptions.c.amount)
+    ).all()
+    taken = [(int(lot_id), int(amount)) for _, lot_id, amount in sorted(rows)]
+    used = (
+        select(func.sum(consumptions.c.amount))
+        .where(consumptions.c.entry_id == entry_id, consumptions.c.lot_id == lots.c.id)
+        .scalar_subquery()
+    )
+    session.execute(
+        update(lots)
+        .where(lots.c.id.in_([lot_id for lot_id, _ in taken]))
+        .values(remaining=lots.c.remaining - used)
+    )
+    return taken
 
 
 def lots_of_orders(session: Session, store_id: int, order_ids: Sequence[int]) -> list[dict]:

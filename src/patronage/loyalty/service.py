@@ -13,7 +13,6 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patronage.errors import ConflictError, NotFoundError, ValidationFailedError
@@ -22,15 +21,15 @@ from patronage.loyalty import repository
 from patronage.loyalty.errors import (
     IdempotencyKeyReusedError,
     InsufficientPointsError,
-    ProgramNotConfiguredError,
 )
 from patronage.loyalty.ledger import (
     MemberBook,
-    idempotent,
-    load_program,
+    Opened,
+    mutate_member,
     new_member_row,
-    open_member,
     request_hash,
+    require_program,
+    run_atomically,
 )
 from patronage.loyalty.program import Program
 from patronage.loyalty.rewards import issue_coupon, quote_points_for_cash
@@ -54,13 +53,8 @@ EXPIRING_SOON_DAYS = 30
 
 
 def _program(session: Session, store_id: int) -> tuple[int, Program]:
-    found = load_program(session, store_id)
-    if found is None:
-        raise ProgramNotConfiguredError(
-            f"store {store_id} has no membership program; set one with "
-            f"`patronage loyalty program set --store {store_id}`"
-        )
-    return found
+    """The store's program in force (see `ledger.require_program`)."""
+    return require_program(session, store_id)
 
 
 def _require_customer(session: Session, store_id: int, customer_id: int) -> None:
@@ -96,20 +90,12 @@ def change_points(
     moment = now or utcnow()
     request = {"operation": "points", "customer_id": customer_id, **points_in.model_dump()}
 
-    def work() -> dict[str, Any]:
-        version, program = _program(session, store_id)
-        book = open_member(
-            session,
-            store_id=store_id,
-            customer_id=customer_id,
-            program=program,
-            program_version=version,
-            now=moment,
-        )
+    def work(opened: Opened) -> dict[str, Any]:
+        book = opened.book
         assert book is not None
         key = f"req:{idempotency_key}"
         if points_in.kind == "action":
-            result = _award_action(session, book, program, points_in, key)
+            result = _award_action(session, book, opened, points_in, key)
         else:
             assert points_in.points is not None
             if points_in.points > 0:
@@ -135,8 +121,14 @@ def change_points(
             )
         return result
 
-    response, replayed = idempotent(
-        session, store_id=store_id, key=idempotency_key, request=request, work=work, now=moment
+    response, replayed = mutate_member(
+        session,
+        store_id=store_id,
+        customer_id=customer_id,
+        key=idempotency_key,
+        request=request,
+        work=work,
+        now=moment,
     )
     return MutationOut.model_validate(response), replayed
 
@@ -157,15 +149,15 @@ def _local_midnight(day: date, timezone: str) -> datetime:
 
 
 def _award_action(
-    session: Session, book: MemberBook, program: Program, points_in: PointsIn, key: str
+    session: Session, book: MemberBook, opened: Opened, points_in: PointsIn, key: str
 ) -> dict[str, Any]:
+    program, timezone = opened.program, opened.timezone
     name = points_in.action or ""
     rule = program.actions.get(name)
     if rule is None:
         known = ", ".join(sorted(program.actions)) or "none"
         raise ValidationFailedError(f"no bonus action {name!r} in the program (known: {known})")
     points = rule.points_for(points_in.variant)
-    timezone = _store_timezone(session, book.store_id)
     local = book.now.astimezone(ZoneInfo(timezone)).date()
     period = _period_key(rule.once_per, local)
     entry_key = key
@@ -213,18 +205,6 @@ def _award_action(
     )
 
 
-_TIMEZONES: dict[int, str] = {}
-
-
-def _store_timezone(session: Session, store_id: int) -> str:
-    timezone = _TIMEZONES.get(store_id)
-    if timezone is None:
-        store = session.get(Store, store_id)
-        timezone = store.timezone if store else "UTC"
-        _TIMEZONES[store_id] = timezone
-    return timezone
-
-
 def _store_currency(session: Session, store_id: int) -> str:
     store = session.get(Store, store_id)
     return store.base_currency if store else "USD"
@@ -251,17 +231,8 @@ def redeem(
         **redemption_in.model_dump(mode="json"),
     }
 
-    def work() -> dict[str, Any]:
-        version, program = _program(session, store_id)
-        book = open_member(
-            session,
-            store_id=store_id,
-            customer_id=customer_id,
-            program=program,
-            program_version=version,
-            now=moment,
-            create=False,
-        )
+    def work(opened: Opened) -> dict[str, Any]:
+        book, program = opened.book, opened.program
         if book is None:
             needed = (
                 program.reward(redemption_in.reward).cost_points
@@ -273,19 +244,26 @@ def redeem(
             )
         key = f"req:{idempotency_key}"
         if redemption_in.reward is not None:
-            return _redeem_reward(session, book, program, redemption_in.reward, key)
-        return _redeem_for_cash(session, book, program, redemption_in, key)
+            return _redeem_reward(session, book, opened, redemption_in.reward, key)
+        return _redeem_for_cash(session, book, opened, redemption_in, key)
 
-    response, replayed = idempotent(
-        session, store_id=store_id, key=idempotency_key, request=request, work=work, now=moment
+    response, replayed = mutate_member(
+        session,
+        store_id=store_id,
+        customer_id=customer_id,
+        key=idempotency_key,
+        request=request,
+        work=work,
+        now=moment,
+        create=False,
     )
     return MutationOut.model_validate(response), replayed
 
 
 def _redeem_reward(
-    session: Session, book: MemberBook, program: Program, code: str, key: str
+    session: Session, book: MemberBook, opened: Opened, code: str, key: str
 ) -> dict[str, Any]:
-    reward = program.reward(code)
+    reward = opened.program.reward(code)
     posted = book.debit(
         kind="redeem",
         points=reward.cost_points,
@@ -294,7 +272,6 @@ def _redeem_reward(
         reason=f"reward {reward.code}",
         details={"reward": reward.code},
     )
-    currency = _store_currency(session, book.store_id)
     coupon = issue_coupon(
         session,
         store_id=book.store_id,
@@ -303,7 +280,7 @@ def _redeem_reward(
         reward=reward.code,
         kind=reward.kind,
         value=reward.value,
-        currency=currency if reward.value is not None else None,
+        currency=opened.currency if reward.value is not None else None,
         valid_days=reward.valid_days,
         now=book.now,
     )
@@ -319,10 +296,10 @@ def _redeem_reward(
 
 
 def _redeem_for_cash(
-    session: Session, book: MemberBook, program: Program, redemption_in: RedemptionIn, key: str
+    session: Session, book: MemberBook, opened: Opened, redemption_in: RedemptionIn, key: str
 ) -> dict[str, Any]:
     assert redemption_in.order_total is not None
-    base_currency = _store_currency(session, book.store_id)
+    program, base_currency = opened.program, opened.currency
     currency = (redemption_in.currency or base_currency).upper()
     rate = Decimal(1)
     if currency != base_currency:
@@ -380,7 +357,7 @@ def member_summary(
 ) -> MemberOut:
     """A member's balances, what lapses soon, tier, progress to the next one and standing."""
     moment = now or utcnow()
-    version, program = _program(session, store_id)
+    version, program = require_program(session, store_id)
     _require_customer(session, store_id, customer_id)
     row = repository.get_member(session, store_id, customer_id)
     currency = _store_currency(session, store_id)
@@ -488,7 +465,7 @@ def merge_members(
     if surviving_id is None:
         repository.repoint_member(session, merged_id, surviving_customer_id)
         return 0
-    version, program = _program(session, store_id)
+    version, program = require_program(session, store_id)
     books = {
         book.member_id: book
         for book in open_members(
@@ -585,7 +562,7 @@ def change_points_many(
         raise ValidationFailedError("bonus actions cannot be batched; send them one by one")
 
     def attempt() -> list[tuple[MutationOut, bool]]:
-        version, program = _program(session, store_id)
+        version, program = require_program(session, store_id)
         fingerprints = [
             request_hash(
                 {
@@ -681,19 +658,5 @@ def change_points_many(
                     results[index] = (first[0], True)
         return [result for result in results if result is not None]
 
-    for attempt_number in range(2):
-        savepoint = session.begin_nested()
-        try:
-            outcome = attempt()
-        except IntegrityError:
-            # A concurrent batch recorded one of the keys first; the retry finds it stored.
-            savepoint.rollback()
-            if attempt_number == 1:
-                raise
-            continue
-        except BaseException:
-            savepoint.rollback()
-            raise
-        savepoint.commit()
-        return outcome
-    raise AssertionError("unreachable")
+    # A concurrent batch may record one of the keys first; the retry then finds it stored.
+    return run_atomically(session, attempt)
