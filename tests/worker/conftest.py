@@ -65,7 +65,7 @@ def redis_queue_name(redis_url: str) -> Iterator[str]:
     """A queue name of the test's own on the test Redis; its keys are deleted afterwards."""
     import redis
 
-    name = f"patronage-test-{uuid.uuid4().hex[:10]}"
+    name = f"patronagetest{uuid.uuid4().hex[:10]}"  # huey keeps only letters and digits
     yield name
     client = redis.Redis.from_url(redis_url)
     try:

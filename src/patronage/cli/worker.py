@@ -35,7 +35,7 @@ def worker(
     from patronage.db.engine import get_engine
     from patronage.db.migrate import upgrade
     from patronage.worker.consumer import create_consumer
-    from patronage.worker.queue import describe_queue
+    from patronage.worker.queue import check_queue, describe_queue
     from patronage.worker.tasks import get_worker
 
     logging.basicConfig(
@@ -44,6 +44,7 @@ def worker(
     try:
         upgrade(get_engine())
         current = get_worker()
+        check_queue(current.huey)
         threads = workers or current.settings.workers
         consumer = create_consumer(current, workers=threads, scheduler=scheduler)
     except PatronageError as error:
@@ -63,9 +64,12 @@ def jobs_list(as_json: JsonOption = False) -> None:
     from patronage.worker.jobs import JOBS
     from patronage.worker.queue import describe_queue
     from patronage.worker.schedule import schedule
-    from patronage.worker.settings import WorkerSettings
+    from patronage.worker.settings import load_settings
 
-    settings = WorkerSettings()
+    try:
+        settings = load_settings()
+    except PatronageError as error:
+        fail(error.detail)
     rows: list[dict[str, Any]] = [
         {
             "job": slot.job,
@@ -79,10 +83,11 @@ def jobs_list(as_json: JsonOption = False) -> None:
     rows.append(
         {
             "job": "rescore-customers",
-            "when": "after new orders (worker.tasks.enqueue_rescore)",
+            "when": "after new orders",
             "local_hour": None,
             "lock": "analytics",
-            "what": "refresh the customers' aggregates; score the store from the kept ones",
+            "what": "refresh the customers' aggregates; score the store from the kept ones "
+            "(queued by worker.tasks.enqueue_rescore)",
         }
     )
     if as_json:
@@ -115,11 +120,13 @@ def jobs_run(
     from patronage.db.session import session_scope
     from patronage.stores.repository import list_stores
     from patronage.worker.jobs import get_job, run_job
+    from patronage.worker.queue import check_queue
     from patronage.worker.tasks import get_worker
 
     try:
         get_job(name)
         current = get_worker()
+        check_queue(current.huey)
         if store is None:
             with session_scope() as session:
                 store_ids = [found.id for found in list_stores(session)]

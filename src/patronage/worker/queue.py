@@ -9,9 +9,16 @@ from huey import RedisExpireHuey, SqliteHuey
 from huey.api import TaskLock
 from huey.storage import RedisExpireStorage
 
-from patronage.errors import ValidationFailedError
+from patronage.errors import PatronageError, ValidationFailedError
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+class QueueUnavailableError(PatronageError):
+    """The task queue's storage cannot be reached."""
+
+    status_code = 503
+    title = "Service unavailable"
 
 
 def create_queue(url: str, *, name: str = "patronage", result_ttl_seconds: int = 86_400) -> Any:
@@ -67,3 +74,20 @@ def flush_store_locks(huey: Any) -> list[str]:
     for key in names:
         huey.storage.delete_data(key)
     return [str(key).removeprefix(prefix) for key in names]
+
+
+def check_queue(huey: Any) -> None:
+    """Raise QueueUnavailableError unless the queue's storage answers."""
+    import sqlite3
+
+    from redis import RedisError
+
+    try:
+        if isinstance(huey.storage, RedisExpireStorage):
+            huey.storage.conn.ping()
+        else:
+            huey.pending_count()
+    except (RedisError, sqlite3.Error) as error:
+        raise QueueUnavailableError(
+            f"the task queue ({describe_queue(huey)}) is not reachable: {error}"
+        ) from error

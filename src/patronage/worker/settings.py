@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+from patronage.errors import ValidationFailedError
 
 
 class WorkerSettings(BaseSettings):
@@ -37,3 +39,15 @@ def default_queue_path(database_url: str) -> Path:
         database = Path(url.database)
         return database.with_name(f"{database.stem}-queue.db")
     return Path("patronage-queue.db")
+
+
+def load_settings() -> WorkerSettings:
+    """Read the settings from the environment; a bad value names its variable."""
+    try:
+        return WorkerSettings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"PATRONAGE_{str(problem['loc'][0]).upper()}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise ValidationFailedError(f"bad worker settings: {problems}") from error

@@ -18,7 +18,7 @@ from patronage.kit.clock import utcnow
 from patronage.worker import jobs
 from patronage.worker.queue import create_queue
 from patronage.worker.schedule import due_jobs, schedule
-from patronage.worker.settings import WorkerSettings
+from patronage.worker.settings import WorkerSettings, load_settings
 
 logger = logging.getLogger("patronage.worker")
 
@@ -115,7 +115,7 @@ def build_worker(settings: WorkerSettings, engine: Engine | None = None) -> Work
 @lru_cache(maxsize=1)
 def get_worker() -> Worker:
     """The process's worker, configured from the environment."""
-    return build_worker(WorkerSettings())
+    return build_worker(load_settings())
 
 
 def enqueue_rescore(
