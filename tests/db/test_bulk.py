@@ -169,3 +169,34 @@ def test_select_rows_reads_what_the_orm_reads(
     other_store = select_rows(session, customers, ("id",), where={"store_id": store.id + 1},
                               key="email", values=emails)  # fmt: skip
     assert other_store == []
+
+
+def test_a_look_up_by_a_leading_key_probes_that_index_on_sqlite(
+    session: Session, store: Store
+) -> None:
+    """Look-ups by customer id must not scan the store through its `store_id` index."""
+    from sqlalchemy import event
+
+    from patronage.customers.models import Consent
+
+    if session.get_bind().dialect.name != "sqlite":
+        pytest.skip("the plan of SQLite's query planner")
+    statements: list[tuple[str, Any]] = []
+    connection = session.connection()
+
+    def capture(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    event.listen(connection, "before_cursor_execute", capture)
+    try:
+        select_rows(
+            session, table_of(Consent), ("customer_id", "channel"), where={"store_id": store.id},
+            key="customer_id", values=[1, 2, 3],
+        )  # fmt: skip
+    finally:
+        event.remove(connection, "before_cursor_execute", capture)
+    (statement, parameters) = statements[-1]
+    plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "customer_id" in details and "store_id" not in details, details

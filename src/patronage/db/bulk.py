@@ -22,7 +22,7 @@ from decimal import Decimal
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, UniqueConstraint
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import sqltypes
@@ -91,7 +91,12 @@ def select_rows(
     connection = session.connection()
     dialect = connection.dialect.name
     converters = _result_converters(dialect, table, tuple(columns))
-    conditions = [f"{name} = {'?' if dialect == 'sqlite' else '%s'}" for name in where]
+    if dialect == "sqlite" and _leads_an_index(table, key):
+        # `+store_id = ?` keeps SQLite (which has no statistics) from preferring an index on the
+        # `where` column and scanning every row of the store once per look-up.
+        conditions = [f"+{name} = ?" for name in where]
+    else:
+        conditions = [f"{name} = {'?' if dialect == 'sqlite' else '%s'}" for name in where]
     found: list[tuple[Any, ...]] = []
     for start in range(0, len(wanted), _SELECT_CHUNK):
         chunk = wanted[start : start + _SELECT_CHUNK]
@@ -117,6 +122,19 @@ def select_rows(
     for position, converter in converters:
         result_columns[position] = converter(result_columns[position])
     return list(zip(*result_columns, strict=True))
+
+
+def _leads_an_index(table: Table, column: str) -> bool:
+    """Whether `column` is the key or the first column of an index or unique constraint."""
+    if column in table.primary_key.columns:
+        return True
+    for index in table.indexes:
+        if index.expressions and getattr(index.expressions[0], "name", None) == column:
+            return True
+    return any(
+        isinstance(constraint, UniqueConstraint) and constraint.columns.keys()[:1] == [column]
+        for constraint in table.constraints
+    )
 
 
 def driver_rows(

@@ -296,17 +296,8 @@ def count_orders(session: Session, store_id: int) -> int:
 
 def customers_of_orders(session: Session, store_id: int, order_ids: Sequence[int]) -> set[int]:
     """Return the distinct customers of these orders."""
-    found: set[int] = set()
-    for chunk in _chunks(sorted(set(order_ids))):
-        found.update(
-            session.scalars(
-                select(orders_table.c.customer_id)
-                .where(
-                    orders_table.c.store_id == store_id,
-                    orders_table.c.id.in_(chunk),
-                    orders_table.c.customer_id.is_not(None),
-                )
-                .distinct()
-            )
-        )
-    return found
+    rows = select_rows(
+        session, orders_table, ("customer_id",), where={"store_id": store_id}, key="id",
+        values=sorted(set(order_ids)),
+    )  # fmt: skip
+    return {customer_id for (customer_id,) in rows if customer_id is not None}

@@ -24,6 +24,9 @@ from patronage.stores.models import Store
 _TIMESTAMPS = ("paid_at", "shipped_at", "delivered_at", "cancelled_at", "returned_at")
 _MAX_PLACES = 4
 _LARGEST = Decimal("1e13")
+# Amounts already found acceptable, by their text (equal Decimals may differ in their places).
+_good_amounts: set[str] = set()
+_GOOD_AMOUNTS_SIZE = 65_536
 
 
 def validate_order(order: OrderIn) -> None:
@@ -66,6 +69,8 @@ def _check_amount(amount: Decimal, field: str, detail: object = None) -> None:
         problem = f"is negative: {amount}"
     else:
         text = str(amount)  # cheaper than as_tuple() for the plain notation of ordinary amounts
+        if text in _good_amounts:
+            return
         if "E" in text:
             exponent: int | str = amount.as_tuple().exponent
         else:
@@ -76,6 +81,9 @@ def _check_amount(amount: Decimal, field: str, detail: object = None) -> None:
         elif abs(amount) >= _LARGEST:
             problem = f"is implausibly large: {amount}"
         else:
+            if len(_good_amounts) >= _GOOD_AMOUNTS_SIZE:
+                _good_amounts.clear()
+            _good_amounts.add(text)
             return
     name = field.format(detail) if detail is not None else field
     raise ValidationFailedError(f"{name} {problem}", field=name)
