@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,7 +41,9 @@ from benchmarks.common import POSTGRES_ADMIN, Result, peak_rss_mb
 
 SERVICE_TARGET = 2_000  # mutations/s through the service on PostgreSQL, no contention
 VERIFY_TARGET_SECONDS = 60  # for 1,000,000 members
-MEMBERS_PER_WORKER = 200
+MEMBERS_PER_WORKER = 200  # per thread
+DEFAULT_PROCESSES = 2  # service on PostgreSQL: like a server with two worker processes
+DEFAULT_THREADS = 4  # … of four request threads each
 
 os.environ.setdefault("PATRONAGE_SECRET_KEY", "benchmark-secret")
 
@@ -101,76 +103,130 @@ def prepare(url: str, members: int) -> tuple[int, str, list[int]]:
 # ---- service -----------------------------------------------------------------------------------
 
 
-def _service_worker(arguments: tuple[str, int, list[int], int, str, int]) -> tuple[int, float]:
-    """Run `count` mutations on `customers` (round robin), `batch` per transaction; return
-    (mutations, seconds)."""
-    url, store_id, customers, count, prefix, batch = arguments
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process on this machine has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+ServiceJob = tuple[str, int, list[list[int]], int, str, int]
+
+
+def _service_worker(job: ServiceJob) -> tuple[int, float, float, float]:
+    """Run mutations in threads, one a member group, each thread with its own connection and a
+    session per transaction (like a server's request threads); return (mutations, seconds, this
+    process's CPU seconds, the PostgreSQL backends' CPU seconds)."""
+    url, store_id, groups, per_thread, prefix, batch = job
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
     from patronage.db.engine import create_engine_for
-    from patronage.db.session import session_factory
     from patronage.loyalty.schemas import PointsIn
     from patronage.loyalty.service import PointsRequest, change_points, change_points_many
 
-    engine = create_engine_for(url, pool_size=2)
-    factory = session_factory(engine)
+    engine = create_engine_for(url, pool_size=len(groups))
     earn = PointsIn(kind="earn", points=100, reason="bench")
     spend = PointsIn(kind="adjust", points=-50, reason="bench")
+    barrier = threading.Barrier(len(groups) + 1)
+    server_cpu = [0.0] * len(groups)
 
-    def body(number: int) -> PointsIn:
-        # Per member: earn, spend, earn, spend … so no debit is ever refused.
-        return earn if (number // len(customers)) % 2 == 0 else spend
+    def run(thread: int) -> None:
+        customers = groups[thread]
 
-    start = time.perf_counter()
-    for first in range(0, count, batch):
-        numbers = range(first, min(first + batch, count))
-        with factory() as session:
-            if batch == 1:
-                change_points(
-                    session,
-                    store_id=store_id,
-                    customer_id=customers[first % len(customers)],
-                    points_in=body(first),
-                    idempotency_key=f"{prefix}-{first}",
-                )
-            else:
-                change_points_many(
-                    session,
-                    store_id=store_id,
-                    requests=[
-                        PointsRequest(
-                            customers[number % len(customers)], body(number), f"{prefix}-{number}"
+        def body(number: int) -> PointsIn:
+            # Per member: earn, spend, earn, spend … so no debit is ever refused.
+            return earn if (number // len(customers)) % 2 == 0 else spend
+
+        with engine.connect() as connection:
+            pid = None
+            if engine.dialect.name == "postgresql":
+                pid = connection.scalar(text("SELECT pg_backend_pid()"))
+                connection.commit()
+            barrier.wait()
+            before = _cpu_seconds(pid) if pid else 0.0
+            for first in range(0, per_thread, batch):
+                numbers = range(first, min(first + batch, per_thread))
+                key = f"{prefix}-t{thread}"
+                with Session(bind=connection, expire_on_commit=False) as session:
+                    if batch == 1:
+                        change_points(
+                            session,
+                            store_id=store_id,
+                            customer_id=customers[first % len(customers)],
+                            points_in=body(first),
+                            idempotency_key=f"{key}-{first}",
                         )
-                        for number in numbers
-                    ],
-                )
-            session.commit()
-    seconds = time.perf_counter() - start
+                    else:
+                        change_points_many(
+                            session,
+                            store_id=store_id,
+                            requests=[
+                                PointsRequest(
+                                    customers[number % len(customers)],
+                                    body(number),
+                                    f"{key}-{number}",
+                                )
+                                for number in numbers
+                            ],
+                        )
+                    session.commit()
+            server_cpu[thread] = _cpu_seconds(pid) - before if pid else 0.0
+
+    threads = [threading.Thread(target=run, args=(number,)) for number in range(len(groups))]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start, cpu = time.perf_counter(), time.process_time()
+    for thread in threads:
+        thread.join()
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     engine.dispose()
-    return count, seconds
+    return per_thread * len(groups), seconds, cpu, sum(server_cpu)
+
+
+@dataclass
+class ServiceRun:
+    """What `run_service` measured."""
+
+    mutations: int
+    seconds: float
+    client_cpu: float
+    server_cpu: float
+    store_id: int
 
 
 def run_service(
-    url: str, n: int, workers: int, contention: bool, batch: int = 1
-) -> tuple[int, float, int]:
-    """N mutations through the service by W processes; (mutations, seconds, store id).
+    url: str, n: int, workers: int, contention: bool, batch: int = 1, threads: int = 1
+) -> ServiceRun:
+    """N mutations through the service by W processes of T threads each.
 
-    The time is the slowest worker's own, so process start-up is not counted.
+    Without contention every thread has its own members; with it all hit one member. The time is
+    the slowest process's own, so process start-up is not counted.
     """
-    members = 1 if contention else MEMBERS_PER_WORKER * workers
+    lanes = workers * threads
+    members = 1 if contention else MEMBERS_PER_WORKER * lanes
     store_id, _, customers = prepare(url, members)
-    per_worker = n // workers
+    per_thread = n // lanes
     if contention:
         _fund(url, store_id, customers[0], n * 100)  # every debit stays covered
-        jobs = [(url, store_id, customers, per_worker, f"w{w}", batch) for w in range(workers)]
-    else:
-        jobs = [
-            (url, store_id, customers[w::workers], per_worker, f"w{w}", batch)
-            for w in range(workers)
+    jobs: list[ServiceJob] = []
+    for worker in range(workers):
+        groups = [
+            customers if contention else customers[lane::lanes]
+            for lane in range(worker * threads, (worker + 1) * threads)
         ]
+        jobs.append((url, store_id, groups, per_thread, f"w{worker}", batch))
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers) as pool:
         results = pool.map(_service_worker, jobs)
-    slowest = max(elapsed for _, elapsed in results)
-    return sum(count for count, _ in results), slowest, store_id
+    return ServiceRun(
+        mutations=sum(result[0] for result in results),
+        seconds=max(result[1] for result in results),
+        client_cpu=sum(result[2] for result in results),
+        server_cpu=sum(result[3] for result in results),
+        store_id=store_id,
+    )
 
 
 def _fund(url: str, store_id: int, customer_id: int, points: int) -> None:
@@ -201,7 +257,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _server(url: str) -> Iterator[str]:
+def _server(url: str) -> Iterator[tuple[str, int]]:
+    """A uvicorn process serving the API on `url`'s database; yields (base URL, its pid)."""
     import httpx
 
     port = _free_port()
@@ -222,14 +279,15 @@ def _server(url: str) -> Iterator[str]:
                 time.sleep(0.1)
         else:
             raise RuntimeError("the API server did not start")
-        yield base
+        yield base, process.pid
     finally:
         process.terminate()
         process.wait(timeout=20)
 
 
-def run_api(url: str, n: int, workers: int, contention: bool) -> tuple[int, float, int]:
-    """N mutations through the HTTP API by W client threads; (mutations, seconds, store id)."""
+def run_api(url: str, n: int, workers: int, contention: bool) -> ServiceRun:
+    """N mutations through the HTTP API by W client threads (the server's CPU is measured as
+    `server_cpu`, the PostgreSQL backends' is not)."""
     import httpx
 
     members = 1 if contention else MEMBERS_PER_WORKER * workers
@@ -260,17 +318,18 @@ def run_api(url: str, n: int, workers: int, contention: bool) -> tuple[int, floa
                 if response.status_code != 201:
                     failures.append(response.text)
 
-    with _server(url) as base:
+    with _server(url) as (base, pid):
         threads = [threading.Thread(target=client_work, args=(w,)) for w in range(workers)]
-        start = time.perf_counter()
+        start, cpu, server_cpu = time.perf_counter(), time.process_time(), _cpu_seconds(pid)
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        server_cpu = _cpu_seconds(pid) - server_cpu
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed, e.g. {failures[0]}")
-    return per_worker * workers, seconds, store_id
+    return ServiceRun(per_worker * workers, seconds, cpu, server_cpu, store_id)
 
 
 # ---- verify ------------------------------------------------------------------------------------
@@ -415,47 +474,77 @@ def run_verify(url: str, n: int) -> tuple[int, float, int, bool]:
 # ---- main --------------------------------------------------------------------------------------
 
 
+def _per_mutation(seconds: float, mutations: int) -> str:
+    return f"{seconds * 1000 / max(mutations, 1):.2f} ms"
+
+
 def measure(
-    case: str, backend: str, n: int, workers: int, contention: bool, batch: int = 1
+    case: str,
+    backend: str,
+    n: int,
+    workers: int,
+    contention: bool,
+    batch: int = 1,
+    threads: int = 1,
 ) -> Result:
     """Run one case on one backend and return its measured line."""
     with database(backend) as url:
         if case == "verify":
-            items, seconds, _, ok = run_verify(url, n)
-            result = Result(
-                benchmark="Points ledger verify",
-                variant="verify (set-based GROUP BY checks)",
-                backend=backend, items=items, unit="members", seconds=round(seconds, 3),
-                peak_mb=round(peak_rss_mb(), 1),
-                note=f"3 entries, 2 lots, 1 consumption per member; ledger ok: {ok}",
-            )  # fmt: skip
-            scaled = seconds * 1_000_000 / max(n, 1)
-            result.target = f"1,000,000 members < {VERIFY_TARGET_SECONDS} s"
-            result.met = scaled < VERIFY_TARGET_SECONDS and ok
-            if n < 1_000_000:
-                result.note += f"; {scaled:.1f} s extrapolated to 1,000,000"
-            return result
+            return _measure_verify(url, backend, n)
         if case == "service":
-            items, seconds, _ = run_service(url, n, workers, contention, batch)
+            run = run_service(url, n, workers, contention, batch, threads)
+            lanes = f"{workers} processes x {threads} threads, each thread with its own "
+            lanes += "connection" + ("" if contention else " and members")
+            cpu = (
+                f"client CPU {_per_mutation(run.client_cpu, run.mutations)}"
+                + (
+                    f", PostgreSQL CPU {_per_mutation(run.server_cpu, run.mutations)}"
+                    if backend == "postgresql"
+                    else ""
+                )
+                + " a mutation"
+            )
         else:
-            items, seconds, _ = run_api(url, n, workers, contention)
+            run = run_api(url, n, workers, contention)
+            lanes = f"{workers} client threads, one uvicorn process"
+            cpu = (
+                f"server CPU {_per_mutation(run.server_cpu, run.mutations)} a mutation "
+                f"(uvicorn process, database not counted)"
+            )
+    per_transaction = (
+        "each mutation its own committed transaction"
+        if batch == 1 or case != "service"
+        else f"{batch} mutations per transaction (change_points_many)"
+    )
     result = Result(
         benchmark="Points ledger mutations",
         variant=f"{'service' if case == 'service' else 'HTTP API'}"
         f"{f' batches of {batch}' if case == 'service' and batch > 1 else ''}, "
         f"{'one member (contention)' if contention else 'many members'}",
-        backend=backend, items=items, unit="mutations", seconds=round(seconds, 3),
+        backend=backend, items=run.mutations, unit="mutations", seconds=round(run.seconds, 3),
         peak_mb=round(peak_rss_mb(), 1),
-        note=f"{workers} {'processes' if case == 'service' else 'client threads'}; "
-        + (
-            "each mutation its own committed transaction"
-            if batch == 1 or case != "service"
-            else f"{batch} mutations per transaction (change_points_many)"
-        ),
+        note=f"{lanes}; {per_transaction}; earns and debits alternate; {cpu}",
     )  # fmt: skip
     if case == "service" and backend == "postgresql" and not contention:
         result.target = f"≥ {SERVICE_TARGET:,} mutations/s"
         result.met = result.rate >= SERVICE_TARGET
+    return result
+
+
+def _measure_verify(url: str, backend: str, n: int) -> Result:
+    items, seconds, _, ok = run_verify(url, n)
+    result = Result(
+        benchmark="Points ledger verify",
+        variant="verify (set-based GROUP BY checks)",
+        backend=backend, items=items, unit="members", seconds=round(seconds, 3),
+        peak_mb=round(peak_rss_mb(), 1),
+        note=f"3 entries, 2 lots, 1 consumption per member; ledger ok: {ok}",
+    )  # fmt: skip
+    scaled = seconds * 1_000_000 / max(n, 1)
+    result.target = f"1,000,000 members < {VERIFY_TARGET_SECONDS} s"
+    result.met = scaled < VERIFY_TARGET_SECONDS and ok
+    if n < 1_000_000:
+        result.note += f"; {scaled:.1f} s extrapolated to 1,000,000"
     return result
 
 
@@ -466,12 +555,20 @@ def main() -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--contention", action="store_true")
     parser.add_argument("--n", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="processes (service) or client threads (api)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="service: threads per process")
     parser.add_argument(
         "--batch", type=int, default=1, help="service: mutations per transaction (default 1)"
     )
     arguments = parser.parse_args()
-    workers = arguments.workers or (4 if arguments.backend == "postgresql" else 2)
+    postgres = arguments.backend == "postgresql"
+    if arguments.case == "service":
+        workers = arguments.workers or (DEFAULT_PROCESSES if postgres else 1)
+        threads = arguments.threads or (DEFAULT_THREADS if postgres else 2)
+    else:
+        workers, threads = arguments.workers or (4 if postgres else 2), 1
     result = measure(
         arguments.case,
         arguments.backend,
@@ -479,6 +576,7 @@ def main() -> None:
         workers,
         arguments.contention,
         arguments.batch,
+        threads,
     )
     print(json.dumps(asdict(result), ensure_ascii=False))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     BindParameter,
     CursorResult,
     Select,
@@ -154,6 +154,17 @@ def lock_member(session: Session, store_id: int, customer_id: int) -> dict[str, 
     return None if row is None else dict(row)
 
 
+def _due_lot(now: datetime | BindParameter[Any]) -> Any:
+    """A lot with points left that is due to activate or past its expiry at `now`."""
+    return and_(
+        lots.c.remaining > 0,
+        or_(
+            and_(lots.c.activated_at.is_(None), lots.c.activates_at <= now),
+            and_(lots.c.activated_at.is_not(None), lots.c.expires_at <= now),
+        ),
+    )
+
+
 def lock_member_for_request(
     session: Session, store_id: int, customer_id: int, *, key: str, now: datetime
 ) -> dict[str, Any] | None:
@@ -165,13 +176,11 @@ def lock_member_for_request(
     None when the customer is not a member (the caller then takes the slow path).
     """
     parameters = {"store_id": store_id, "customer_id": customer_id, "key": key, "now": now}
-    row = session.execute(_member_for_request(), parameters).mappings().first()
+    row = session.execute(_MEMBER_FOR_REQUEST, parameters).mappings().first()
     return None if row is None else dict(row)
 
 
-@functools.cache
-def _member_for_request() -> Select[Any]:
-    """The statement of `lock_member_for_request`, built once (it is run for every mutation)."""
+def _member_for_request_statement() -> Select[Any]:
     stores = table_of(Store)
     store_id = bindparam("store_id", type_=members.c.store_id.type)
     now = bindparam("now", type_=lots.c.expires_at.type)
@@ -206,6 +215,9 @@ def _member_for_request() -> Select[Any]:
         .where(members.c.store_id == store_id, members.c.customer_id == bindparam("customer_id"))
         .with_for_update(of=members)
     )
+
+
+_MEMBER_FOR_REQUEST = _member_for_request_statement()
 
 
 def store_currency_and_timezone(session: Session, store_id: int) -> tuple[str, str] | None:
@@ -269,24 +281,29 @@ def update_member_balances(
     now: datetime,
 ) -> None:
     """Write a locked member's new (available, pending, debt); refuse if they moved meanwhile."""
-    available, pending, debt = expected
     result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-        update(members)
-        .where(
-            members.c.id == member_id,
-            members.c.available_points == available,
-            members.c.pending_points == pending,
-            members.c.debt_points == debt,
-        )
-        .values(
-            available_points=balances[0],
-            pending_points=balances[1],
-            debt_points=balances[2],
-            updated_at=now,
-        )
+        _UPDATE_BALANCES,
+        {
+            "member_id": member_id,
+            "read_available": expected[0],
+            "read_pending": expected[1],
+            "read_debt": expected[2],
+            "available_points": balances[0],
+            "pending_points": balances[1],
+            "debt_points": balances[2],
+            "updated_at": now,
+        },
     )
     if result.rowcount != 1:
         raise RuntimeError(f"member {member_id} changed under its lock; refusing to write")
+
+
+_UPDATE_BALANCES = update(members).where(
+    members.c.id == bindparam("member_id"),
+    members.c.available_points == bindparam("read_available"),
+    members.c.pending_points == bindparam("read_pending"),
+    members.c.debt_points == bindparam("read_debt"),
+)
 
 
 def update_members(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -400,23 +417,36 @@ def insert_idempotency(
 ) -> None:
     """Record a performed mutation (unique on store and key: a racing duplicate fails here)."""
     session.execute(
-        insert(idempotency).values(
-            store_id=store_id, key=key, request_hash=request_hash, response=response, created_at=now
-        )
+        _INSERT_IDEMPOTENCY,
+        {
+            "store_id": store_id,
+            "key": key,
+            "request_hash": request_hash,
+            "response": response,
+            "created_at": now,
+        },
     )
+
+
+_INSERT_IDEMPOTENCY = insert(idempotency)
 
 
 # ---- entries, lots, consumptions ---------------------------------------------------------------
 
 
+# Statements run for every mutation are built once.
+_INSERT_ENTRY = insert(entries).returning(entries.c.id)
+_INSERT_LOT = insert(lots).returning(lots.c.id)
+
+
 def insert_entry(session: Session, row: dict[str, Any]) -> int:
     """Append one ledger entry and return its id."""
-    return int(session.execute(insert(entries).returning(entries.c.id), row).scalar_one())
+    return int(session.execute(_INSERT_ENTRY, row).scalar_one())
 
 
 def insert_lot(session: Session, row: dict[str, Any]) -> int:
     """Insert one lot and return its id."""
-    return int(session.execute(insert(lots).returning(lots.c.id), row).scalar_one())
+    return int(session.execute(_INSERT_LOT, row).scalar_one())
 
 
 def insert_consumptions(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -470,17 +500,6 @@ def open_order_lots(session: Session, member_id: int, order_id: int) -> list[dic
     return [dict(row) for row in rows]
 
 
-def _due_lot(now: datetime | BindParameter[Any]) -> Any:
-    """A lot with points left that is due to activate or past its expiry at `now`."""
-    return and_(
-        lots.c.remaining > 0,
-        or_(
-            and_(lots.c.activated_at.is_(None), lots.c.activates_at <= now),
-            and_(lots.c.activated_at.is_not(None), lots.c.expires_at <= now),
-        ),
-    )
-
-
 def due_lots(session: Session, member_id: int, now: datetime) -> list[dict[str, Any]]:
     """A member's pending lots due to activate and active lots past expiry, with points left."""
     rows = session.execute(
@@ -519,6 +538,22 @@ def consume_spendable(
     over the lots in consumption order. Returns (lot id, points) in that order; the caller checks
     they add up to `points`. The member must be locked.
     """
+    rows = session.execute(
+        _CONSUME_SPENDABLE,
+        {
+            "store": store_id,
+            "member": member_id,
+            "debit": entry_id,
+            "points": points,
+            "now": now,
+        },
+    ).all()
+    session.execute(_LOWER_CONSUMED_LOTS, {"debit": entry_id})
+    # Consumption ids follow the insert order, which is the order of consumption.
+    return [(int(lot_id), int(amount)) for _, lot_id, amount in sorted(rows)]
+
+
+def _consume_spendable_statement() -> Any:
     fifo = (lots.c.expires_at.is_(None), lots.c.expires_at, lots.c.id)
     spendable = (
         select(
@@ -528,46 +563,49 @@ def consume_spendable(
             func.row_number().over(order_by=fifo).label("position"),
         )
         .where(
-            lots.c.member_id == member_id,
+            lots.c.member_id == bindparam("member", type_=BigInteger()),
             lots.c.remaining > 0,
             lots.c.activated_at.is_not(None),
         )
         .subquery()
     )
+    points = bindparam("points", type_=BigInteger())
     take = case(
         (spendable.c.before + spendable.c.remaining <= points, spendable.c.remaining),
         else_=points - spendable.c.before,
     )
     takes = (
         select(
-            literal(store_id),
-            literal(member_id),
-            literal(entry_id),
+            bindparam("store", type_=BigInteger()),
+            bindparam("member", type_=BigInteger()),
+            bindparam("debit", type_=BigInteger()),
             spendable.c.id,
             take,
-            literal(now, UTCDateTime()),
+            bindparam("now", type_=UTCDateTime()),
         )
         .where(spendable.c.before < points)
         .order_by(spendable.c.position)
     )
     columns = ["store_id", "member_id", "entry_id", "lot_id", "amount", "consumed_at"]
-    rows = session.execute(
+    return (
         insert(consumptions)
         .from_select(columns, takes)
         .returning(consumptions.c.id, consumptions.c.lot_id, consumptions.c.amount)
-    ).all()
-    taken = [(int(lot_id), int(amount)) for _, lot_id, amount in sorted(rows)]
-    used = (
-        select(func.sum(consumptions.c.amount))
-        .where(consumptions.c.entry_id == entry_id, consumptions.c.lot_id == lots.c.id)
+    )
+
+
+_CONSUME_SPENDABLE = _consume_spendable_statement()
+_this_debit = consumptions.c.entry_id == bindparam("debit", type_=BigInteger())
+_LOWER_CONSUMED_LOTS = (
+    update(lots)
+    .where(lots.c.id.in_(select(consumptions.c.lot_id).where(_this_debit)))
+    .values(
+        remaining=lots.c.remaining
+        - select(func.sum(consumptions.c.amount))
+        .where(_this_debit, consumptions.c.lot_id == lots.c.id)
         .scalar_subquery()
     )
-    session.execute(
-        update(lots)
-        .where(lots.c.id.in_([lot_id for lot_id, _ in taken]))
-        .values(remaining=lots.c.remaining - used)
-    )
-    return taken
+)
 
 
 def lots_of_orders(session: Session, store_id: int, order_ids: Sequence[int]) -> list[dict]:
