@@ -89,8 +89,16 @@ class OrderLine(StoreOwnedMixin, Base):
     """One line item of an order."""
 
     __tablename__ = "order_lines"
-    __table_args__ = (UniqueConstraint("order_id", "line_number"),)
+    __table_args__ = (
+        UniqueConstraint("order_id", "line_number"),
+        # Serves every look-up by store, and lets the kept category aggregates find the store's
+        # categorised lines in the index alone instead of reading each line of the store.
+        Index("ix_order_lines_store_category", "store_id", "category", "order_id"),
+    )
 
+    store_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("stores.id", ondelete="CASCADE"), nullable=False
+    )
     order_id: Mapped[int] = mapped_column(IdType, ForeignKey("orders.id", ondelete="CASCADE"))
     line_number: Mapped[int] = mapped_column(Integer)
     external_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
