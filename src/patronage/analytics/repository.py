@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, Table, delete, func, insert, select
+from sqlalchemy import Integer, Table, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from patronage.analytics.tables import CustomerAggregate, CustomerCategoryAggregate, CustomerScore
@@ -48,6 +48,19 @@ def delete_customer_rows(
                 table.c.customer_id.in_(list(chunk)), table.c.customer_id.in_(_of_store(store_id))
             )
         )
+
+
+def refresh_statistics(session: Session, tables: Sequence[Table]) -> None:
+    """Let PostgreSQL's planner see the rows just written to `tables` (ANALYZE, in the transaction).
+
+    Scoring reads the derived tables right after rebuilding them, before autovacuum has looked:
+    with the statistics of empty tables the planner expects one row and nests loops over a
+    million (the plan never finishes). SQLite plans scoring without statistics.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    names = ", ".join(table.name for table in tables)
+    session.execute(text(f"ANALYZE {names}"))
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:

@@ -470,18 +470,27 @@ def _with_preferred_categories(
     return joined.drop("preference_customer_id")
 
 
+def _segment(recency_score: ir.IntegerValue, fm_total: ir.IntegerValue) -> ir.StringValue:
+    """The RFM segment of `SEGMENT_GRID`: one CASE on R, then one on the band of F + M.
+
+    (Nested rather than one CASE of twenty (R, band) pairs: a few comparisons a row, not sixty.)
+    """
+    by_recency = []
+    for recency in range(1, 6):
+        bands = [
+            (fm_total.between(low, high), names[recency - 1])
+            for (low, high), names in SEGMENT_GRID.items()
+        ]
+        by_recency.append((recency, ibis.cases(*bands, else_=ibis.null("string"))))
+    return recency_score.cases(*by_recency, else_=ibis.null("string"))
+
+
 def _finish_scores(table: ir.Table, settings: ScoringSettings) -> ir.Table:
     """Add segment, lifecycle, interval, expected next order, VIP; keep the stored columns."""
     count = table.order_count
     buyer = table.is_buyer
     repeat_buyer = count >= 2
-    recency_score, fm_total = table.recency_score, table.frequency_score + table.monetary_score
-    segment_branches = []
-    for (low, high), by_recency in SEGMENT_GRID.items():
-        for recency, name in enumerate(by_recency, start=1):
-            condition = (recency_score == recency) & fm_total.between(low, high)
-            segment_branches.append((condition, name))
-    segment = ibis.cases(*segment_branches, else_=ibis.null("string"))
+    segment = _segment(table.recency_score, table.frequency_score + table.monetary_score)
 
     recency = table.recency_days
     lifecycle = ibis.cases(

@@ -104,6 +104,9 @@ def rebuild_aggregates(session: Session, store: Store, *, zones_at: datetime | N
     engine.insert_select(
         "customer_category_aggregates", category_rows(sources, store.id), columns=CATEGORY_COLUMNS
     )
+    repository.refresh_statistics(
+        session, [repository.aggregates_table, repository.categories_table]
+    )
 
 
 def score_from_aggregates(
