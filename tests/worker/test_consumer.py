@@ -4,6 +4,7 @@ embedded SQLite queue, does their work in the database, and stops cleanly on SIG
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -122,3 +123,51 @@ def test_the_consumer_runs_queued_jobs_and_stops_on_sigterm(
     assert f"expire-points store {store_id}: members 1, expired 600" in text
     assert f"rescore-customers store {store_id}: customers 1, refreshed 1, scored 1" in text
     assert "Shutting down gracefully" in text
+
+
+def _start_worker(database_url: str, url: str, name: str, log: Path) -> subprocess.Popen[bytes]:
+    environment = {
+        **os.environ,
+        "PATRONAGE_DATABASE_URL": database_url,
+        "PATRONAGE_QUEUE_URL": url,
+        "PATRONAGE_QUEUE_NAME": name,
+    }
+    command = "from patronage.cli.main import app; app()"
+    return subprocess.Popen(
+        [sys.executable, "-c", command, "worker", "--workers", "1", "--no-scheduler"],
+        env=environment,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_lets_the_running_job_finish(
+    engine: Engine, database_url: str, committed_store: NewStore, tmp_path: Path, stop: int
+) -> None:
+    store_id = committed_store.store.id
+    record_orders(engine, store_id, make_order("1", "ana@example.com"))
+    url, name = f"sqlite:///{tmp_path / 'queue.db'}", "test"
+    worker = build_worker(WorkerSettings(queue_url=url, queue_name=name), engine=engine)
+    worker.run_job("rescore", store_id)
+    log = tmp_path / "worker.log"
+    process = _start_worker(database_url, url, name, log)
+    try:
+        for _ in range(600):  # bounded: wait for the job to start
+            if re.search(r"Executing \S*run_job", log.read_text()) or process.poll() is not None:
+                break
+            time.sleep(0.05)
+        process.send_signal(stop)
+        returncode = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log.read_text()
+    assert returncode == 0, text
+    # The signal came while the job ran (it compiles its queries for over a second), and the
+    # job still finished and committed before the consumer exited.
+    assert text.index("Received SIG") < text.index(f"rescore store {store_id}: customers 1")
+    assert text.index("Shutting down gracefully") < text.index("Consumer exiting")
+    ana = customer_id(engine, store_id, "ana@example.com")
+    with session_scope(engine) as session:
+        assert [row["customer_id"] for row in store_scores(session, store_id)] == [ana]
