@@ -217,10 +217,18 @@ def test_customers_merged_by_a_shared_phone_keep_the_import_idempotent(
     assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
 
 
+@pytest.mark.parametrize("rebuild_at_least", [1, 1_000_000], ids=["rebuilt", "refreshed"])
 def test_after_an_import_points_and_aggregates_are_up_to_date(
-    engine: Engine, store_id: int, tmp_path: Path
+    engine: Engine,
+    store_id: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rebuild_at_least: int,
 ) -> None:
     """Points and kept aggregates are brought up to date once, after the last chunk."""
+    from patronage.orders import service
+
+    monkeypatch.setattr(service, "_REBUILD_AT_LEAST", rebuild_at_least)
     from sqlalchemy import func, select
 
     from patronage.analytics import repository

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from patronage.customers.models import (
@@ -127,6 +127,16 @@ def write_consents(
         bulk_insert(
             session, consent_changes_table, CONSENT_COLUMNS, list(map(_consent_values, history))
         )
+
+
+def count_live(session: Session, store_id: int) -> int:
+    """Return how many of the store's customers were not merged into another."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(customers_table)
+        .where(customers_table.c.store_id == store_id, customers_table.c.merged_into_id.is_(None))
+    )
+    return int(count or 0)
 
 
 def get_customer(session: Session, store_id: int, customer_id: int) -> Customer | None:

@@ -35,6 +35,7 @@ ColumnConverter = Callable[[Sequence[Any]], list[Any]]
 _SELECT_CHUNK = 1_000
 _SQLITE_PARAMETERS = 32_766  # SQLite's default limit of parameters per statement (3.32 and later)
 _SQLITE_ROWS_PER_STATEMENT = 500
+_SQLITE_CACHE_KIB = 65_536  # page cache of a connection used for a large load
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,17 @@ class _Plan:
 
 
 _plans: dict[tuple[str, str, tuple[str, ...], tuple[str, ...] | None], _Plan] = {}
+
+
+def prepare_bulk_load(session: Session) -> None:
+    """Give the session's connection room for a large load (on SQLite; nothing on PostgreSQL).
+
+    SQLite's default page cache is 2 MiB; a load into tables of several indexes then re-reads
+    index pages from the file for nearly every row once the indexes outgrow it.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
 
 
 def bulk_insert(

@@ -28,6 +28,7 @@ from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
 from patronage.customers.schemas import ConsentIn, CustomerIn, normalise_email
 from patronage.customers.service import resolve_customers
+from patronage.db.bulk import prepare_bulk_load
 from patronage.db.session import session_scope
 from patronage.errors import PatronageError, ValidationFailedError
 from patronage.kit.money import is_currency_code
@@ -47,7 +48,7 @@ from patronage.stores.service import get_store
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 CHUNK_SIZE = 2_000
-CATCH_UP_SIZE = 20_000  # orders, then customers, per transaction of the catch-up after an import
+CATCH_UP_SIZE = 20_000  # orders per transaction of the loyalty catch-up after an import
 _CACHE_SIZE = 65_536  # entries of a cache of parsed cells before it starts afresh
 _IMPORT_GC_THRESHOLD = 50_000  # allocations between collections of the youngest generation
 ASCII_COMPATIBLE = {"utf-8", "utf-8-sig", "utf8", "latin-1", "latin1", "iso-8859-1", "cp1252",
@@ -780,7 +781,8 @@ class OrderImport:
         """Loyalty points of the written orders, then the aggregates of their customers, once.
 
         Done after the last chunk rather than after each one: a customer with orders in many
-        chunks is refreshed once, and each step runs over many orders at a time.
+        chunks is refreshed once, and an import that touched most of the store's customers
+        rebuilds the store's aggregates in one set-based pass.
         """
         recorded, self.recorded = sorted(set(self.recorded)), []
         customers: set[int] = set()
@@ -790,10 +792,11 @@ class OrderImport:
                 assert store is not None
                 ids = recorded[start : start + CATCH_UP_SIZE]
                 customers |= sync_points_of_orders(session, store, ids)
-        ordered = sorted(customers)
-        for start in range(0, len(ordered), CATCH_UP_SIZE):
+        if customers:
             with session_scope(self.engine) as session:
-                refresh_aggregates(session, self.store_id, ordered[start : start + CATCH_UP_SIZE])
+                store = session.get(Store, self.store_id)
+                assert store is not None
+                refresh_aggregates(session, store, customers)
 
     def _read_and_write(self) -> None:
         _, scattered = scan_keys(
@@ -930,6 +933,7 @@ class OrderImport:
         """Upsert a chunk in one transaction; if the database refuses it, halve it and retry."""
         try:
             with session_scope(self.engine) as session:
+                prepare_bulk_load(session)
                 store = session.get(Store, self.store_id)
                 assert store is not None
                 result = upsert_orders(
@@ -1067,6 +1071,7 @@ class CustomerImport:
         """Resolve a chunk in one transaction; if the database refuses it, halve it and retry."""
         try:
             with session_scope(self.engine) as session:
+                prepare_bulk_load(session)
                 results = resolve_customers(
                     session, self.store_id, [prepared.customer for prepared in batch]
                 )

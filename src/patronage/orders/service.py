@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from patronage.customers import repository as customers_repository
 from patronage.customers.schemas import CustomerIn
 from patronage.customers.service import resolve_customers
 from patronage.errors import NotFoundError, ValidationFailedError
@@ -27,6 +28,10 @@ _LARGEST = Decimal("1e13")
 # Amounts already found acceptable, by their text (equal Decimals may differ in their places).
 _good_amounts: set[str] = set()
 _GOOD_AMOUNTS_SIZE = 65_536
+# refresh_aggregates rebuilds the whole store when asked for at least this many customers making
+# up at least this share of the store's.
+_REBUILD_AT_LEAST = 2_000
+_REBUILD_SHARE = 0.5
 
 
 def validate_order(order: OrderIn) -> None:
@@ -144,7 +149,9 @@ def _after_orders_recorded(session: Session, store: Store, order_ids: list[int])
     Loyalty earns, activates or reverses the orders' points (nothing for a store without a
     program) and analytics refreshes the kept aggregates of the orders' customers.
     """
-    refresh_aggregates(session, store.id, sync_points_of_orders(session, store, order_ids))
+    from patronage.analytics.aggregates import refresh_customer_aggregates
+
+    refresh_customer_aggregates(session, store.id, sync_points_of_orders(session, store, order_ids))
 
 
 def sync_points_of_orders(session: Session, store: Store, order_ids: Sequence[int]) -> set[int]:
@@ -155,11 +162,21 @@ def sync_points_of_orders(session: Session, store: Store, order_ids: Sequence[in
     return repository.customers_of_orders(session, store.id, order_ids)
 
 
-def refresh_aggregates(session: Session, store_id: int, customer_ids: Iterable[int]) -> None:
-    """Recompute the kept analytics aggregates of these customers."""
-    from patronage.analytics.aggregates import refresh_customer_aggregates
+def refresh_aggregates(session: Session, store: Store, customer_ids: Collection[int]) -> None:
+    """Recompute the kept analytics aggregates of these customers, after a large change.
 
-    refresh_customer_aggregates(session, store_id, customer_ids)
+    When they are most of the store's customers, the whole store is rebuilt in one set-based
+    pass (the same rows, for less work than refreshing them a thousand at a time).
+    """
+    from patronage.analytics.aggregates import refresh_customer_aggregates
+    from patronage.analytics.service import rebuild_aggregates
+
+    if len(customer_ids) >= _REBUILD_AT_LEAST and len(customer_ids) >= (
+        _REBUILD_SHARE * customers_repository.count_live(session, store.id)
+    ):
+        rebuild_aggregates(session, store)
+    else:
+        refresh_customer_aggregates(session, store.id, customer_ids)
 
 
 def _resolve_order_customers(
