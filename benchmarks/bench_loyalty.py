@@ -1,16 +1,19 @@
 """Points ledger: mutations per second (service, API) and `verify` over many members.
 
     python -m benchmarks.bench_loyalty --case service|api|verify --backend sqlite|postgresql
-        [--contention] [--n N] [--workers W] [--batch B]
+        [--contention] [--n N] [--workers W] [--threads T] [--batch B]
 
 prints one JSON object (the fields of `benchmarks.common.Result`).
 
 - `service`: N ledger mutations (alternating earns and debits) through `loyalty.service`, each in
   its own committed transaction (or `--batch B` per transaction through `change_points_many`), by
-  W worker processes; without `--contention` each worker has its own members, with it every
-  mutation hits the same member (its row lock serialises them).
+  W worker processes of T threads, each thread with its own connection, like the request threads
+  of a server (default 2 x 4 on PostgreSQL, 1 x 2 on SQLite). Without `--contention` each thread
+  has its own members, enrolled before the clock starts; with it every mutation hits the same
+  member (its row lock serialises them). The note gives the client's CPU per mutation and, on
+  PostgreSQL, the CPU of the database backends serving the threads.
 - `api`: the same through `POST /v1/members/{id}/points` on a uvicorn server in another process,
-  W client threads.
+  W client threads; the note gives the server process's CPU per mutation.
 - `verify`: N members with three entries, two lots and one consumption each are bulk-loaded (not
   timed; COPY on PostgreSQL), then `verify` is timed.
 """
@@ -210,6 +213,8 @@ def run_service(
     per_thread = n // lanes
     if contention:
         _fund(url, store_id, customers[0], n * 100)  # every debit stays covered
+    else:
+        _enrol(url, store_id, customers)
     jobs: list[ServiceJob] = []
     for worker in range(workers):
         groups = [
@@ -227,6 +232,28 @@ def run_service(
         server_cpu=sum(result[3] for result in results),
         store_id=store_id,
     )
+
+
+def _enrol(url: str, store_id: int, customers: list[int]) -> None:
+    """Make every customer a member with a first earn (not timed: enrolment happens once)."""
+    from patronage.db.engine import create_engine_for
+    from patronage.db.session import session_scope
+    from patronage.loyalty.schemas import PointsIn
+    from patronage.loyalty.service import PointsRequest, change_points_many
+
+    engine = create_engine_for(url)
+    welcome = PointsIn(kind="earn", points=100, reason="bench enrolment")
+    for start in range(0, len(customers), 500):
+        with session_scope(engine) as session:
+            change_points_many(
+                session,
+                store_id=store_id,
+                requests=[
+                    PointsRequest(customer, welcome, f"enrol-{customer}")
+                    for customer in customers[start : start + 500]
+                ],
+            )
+    engine.dispose()
 
 
 def _fund(url: str, store_id: int, customer_id: int, points: int) -> None:
@@ -294,6 +321,8 @@ def run_api(url: str, n: int, workers: int, contention: bool) -> ServiceRun:
     store_id, secret_key, customers = prepare(url, members)
     if contention:
         _fund(url, store_id, customers[0], n * 100)
+    else:
+        _enrol(url, store_id, customers)
     per_worker = n // workers
     failures: list[str] = []
 
@@ -494,7 +523,7 @@ def measure(
         if case == "service":
             run = run_service(url, n, workers, contention, batch, threads)
             lanes = f"{workers} processes x {threads} threads, each thread with its own "
-            lanes += "connection" + ("" if contention else " and members")
+            lanes += "connection" + ("" if contention else " and members (enrolled untimed)")
             cpu = (
                 f"client CPU {_per_mutation(run.client_cpu, run.mutations)}"
                 + (
@@ -507,6 +536,7 @@ def measure(
         else:
             run = run_api(url, n, workers, contention)
             lanes = f"{workers} client threads, one uvicorn process"
+            lanes += "" if contention else ", members enrolled untimed"
             cpu = (
                 f"server CPU {_per_mutation(run.server_cpu, run.mutations)} a mutation "
                 f"(uvicorn process, database not counted)"

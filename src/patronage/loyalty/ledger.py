@@ -916,68 +916,61 @@ def verify(session: Session, store_id: int, *, examples: int = 10) -> VerifyRepo
     if session.get_bind().dialect.name == "postgresql":
         # Room for the hash aggregates of millions of rows, for this transaction only.
         session.execute(text("SET LOCAL work_mem = '256MB'"))
-    counts = {
-        **repository.member_invariant_counts(session, store_id),
-        **repository.lot_invariant_counts(session, store_id),
-        **repository.entry_invariant_counts(session, store_id),
-    }
-    specs: list[tuple[str, str, int, Any]] = [
+    counts = repository.invariant_counts(session, store_id)
+    specs: list[tuple[str, str, tuple[str, ...]]] = [
         (
             "balance = sum of entries",
             "each member's available and pending balances equal the sums of their entries",
-            counts["balance"],
-            repository.balance_mismatches,
+            ("balance",),
         ),
         (
             "lot remaining = credit - consumptions",
             "each lot's remaining points equal its credit minus what debits consumed, "
             "within [0, credit] (no lot over-consumed)",
-            counts["lots"],
-            repository.lot_mismatches,
+            ("lots",),
         ),
         (
             "one lot per credit",
             "each credit entry has exactly one lot of its amount; debits have none",
-            counts["lot_credit"] + counts["entry_credit"],
-            repository.lot_credit_mismatches,
+            ("lot_credit", "entry_credit"),
         ),
         (
             "lots add up to balances",
             "pending lots sum to the pending balance; active lots to available + debt; "
             "no negative pending or debt; debt only when nothing is spendable",
-            counts["buckets"],
-            repository.bucket_mismatches,
+            ("buckets",),
         ),
         (
             "no entry over-consumes",
             "no debit took more from lots than it debited; only debits consume",
-            counts["overconsumed"],
-            repository.overconsumed_entries,
+            ("overconsumed",),
         ),
         (
             "debt = uncovered debits",
             "each member's debt equals what their debits left uncovered by lots",
-            counts["debt"],
-            repository.debt_mismatches,
+            ("debt",),
         ),
         (
             "redemptions never overdraw",
             "redemptions, expiries, cancellations and debit adjustments are fully covered by lots",
-            counts["overdrawn"],
-            repository.negative_redemptions,
+            ("overdrawn",),
         ),
         (
             "no negative balance" + (" (allowed by policy)" if negative_allowed else ""),
             "no member's available balance is below zero"
             + (", except debt from refunds of spent points" if negative_allowed else ""),
-            0 if negative_allowed else counts["negative"],
-            repository.negative_members,
+            () if negative_allowed else ("negative",),
         ),
     ]
     checks = []
-    for name, description, violations, query in specs:
-        # The counts come from three passes; only a failing check is queried again for examples.
-        sample = query(session, store_id, examples).examples if violations else []
+    for name, description, invariants in specs:
+        violations = sum(counts[invariant] for invariant in invariants)
+        # Only a failing check is queried again, for a few example ids.
+        sample = (
+            repository.invariant_examples(session, store_id, invariants, examples)
+            if violations
+            else []
+        )
         checks.append(Check(name, description, violations, sample))
     members, entry_count, lot_count = counts["members"], counts["entries"], counts["lot_count"]
     return VerifyReport(store_id, members, entry_count, lot_count, negative_allowed, checks)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -59,6 +59,22 @@ notices = table_of(LoyaltyNotice)
 orders = table_of(Order)
 
 _CHUNK = 500
+
+
+def _first_row(session: Session, statement: Any) -> dict[str, Any] | None:
+    """The first row of a query as a dict (None when there is none)."""
+    row = session.execute(statement).mappings().first()
+    return None if row is None else dict(row)
+
+
+def _rows_in_chunks(
+    session: Session, values: Iterable[Any], statement_for: Callable[[Sequence[Any]], Any]
+) -> list[dict[str, Any]]:
+    """The rows of `statement_for(chunk)` for every chunk of the distinct `values`, as dicts."""
+    found: list[dict[str, Any]] = []
+    for chunk in _chunks(sorted(set(values))):
+        found.extend(dict(row) for row in session.execute(statement_for(chunk)).mappings())
+    return found
 
 
 def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -142,16 +158,12 @@ def lock_member(session: Session, store_id: int, customer_id: int) -> dict[str, 
 
     On SQLite the transaction began with BEGIN IMMEDIATE and already holds the write lock.
     """
-    row = (
-        session.execute(
-            select(members)
-            .where(members.c.store_id == store_id, members.c.customer_id == customer_id)
-            .with_for_update()
-        )
-        .mappings()
-        .first()
+    return _first_row(
+        session,
+        select(members)
+        .where(members.c.store_id == store_id, members.c.customer_id == customer_id)
+        .with_for_update(),
     )
-    return None if row is None else dict(row)
 
 
 def _due_lot(now: datetime | BindParameter[Any]) -> Any:
@@ -169,15 +181,27 @@ def lock_member_for_request(
     session: Session, store_id: int, customer_id: int, *, key: str, now: datetime
 ) -> dict[str, Any] | None:
     """Lock a member row and read, in the same round trip, what a mutation of it needs: the
-    program in force (`program_version`, `program_document`), what is stored under the request's
-    idempotency key (`stored_hash`, `stored_response`, None when new), whether any lot is due to
-    activate or lapse (`lots_due`), and the store's `base_currency` and `timezone`.
+    member's balances and tier, the program in force (`program_version`, `program_document`),
+    what is stored under the request's idempotency key (`stored_hash`, `stored_response`, None
+    when new), whether any lot is due to activate or lapse (`lots_due`), and the store's
+    `base_currency` and `timezone`.
 
     None when the customer is not a member (the caller then takes the slow path).
     """
     parameters = {"store_id": store_id, "customer_id": customer_id, "key": key, "now": now}
     row = session.execute(_MEMBER_FOR_REQUEST, parameters).mappings().first()
     return None if row is None else dict(row)
+
+
+# What a member's ledger book reads of the member row.
+_BOOK_COLUMNS = (
+    members.c.id,
+    members.c.customer_id,
+    members.c.tier,
+    members.c.available_points,
+    members.c.pending_points,
+    members.c.debt_points,
+)
 
 
 def _member_for_request_statement() -> Select[Any]:
@@ -200,7 +224,7 @@ def _member_for_request_statement() -> Select[Any]:
 
     return (
         select(
-            members,
+            *_BOOK_COLUMNS,
             scalar(latest, programs.c.version, "program_version"),
             scalar(latest, programs.c.document, "program_document"),
             scalar(stored, idempotency.c.request_hash, "stored_hash"),
@@ -231,30 +255,32 @@ def store_currency_and_timezone(session: Session, store_id: int) -> tuple[str, s
 
 def lock_members_by_id(session: Session, store_id: int, member_ids: Sequence[int]) -> list[dict]:
     """Read and lock member rows in id order (a fixed order, so lockers never deadlock)."""
-    found: list[dict[str, Any]] = []
-    for chunk in _chunks(sorted(set(member_ids))):
-        rows = session.execute(
+    return _lock_members(session, store_id, members.c.id, member_ids)
+
+
+def _lock_members(
+    session: Session, store_id: int, column: Any, values: Iterable[int]
+) -> list[dict[str, Any]]:
+    """Read and lock the member rows whose `column` is one of `values`, in member id order
+    within each chunk of values."""
+    return _rows_in_chunks(
+        session,
+        values,
+        lambda chunk: (
             select(members)
-            .where(members.c.store_id == store_id, members.c.id.in_(chunk))
+            .where(members.c.store_id == store_id, column.in_(chunk))
             .order_by(members.c.id)
             .with_for_update()
-        ).mappings()
-        found.extend(dict(row) for row in rows)
-    return found
+        ),
+    )
 
 
 def get_member(session: Session, store_id: int, customer_id: int) -> dict[str, Any] | None:
     """Read a member row without locking it."""
-    row = (
-        session.execute(
-            select(members).where(
-                members.c.store_id == store_id, members.c.customer_id == customer_id
-            )
-        )
-        .mappings()
-        .first()
+    return _first_row(
+        session,
+        select(members).where(members.c.store_id == store_id, members.c.customer_id == customer_id),
     )
-    return None if row is None else dict(row)
 
 
 def member_ids_by_customer(
@@ -308,14 +334,19 @@ _UPDATE_BALANCES = update(members).where(
 
 def update_members(session: Session, rows: list[dict[str, Any]]) -> None:
     """Update member columns in bulk; each row holds `member_id` and the same other keys."""
+    _update_by_id(session, members, "member_id", rows)
+
+
+def _update_by_id(session: Session, table: Any, id_name: str, rows: list[dict[str, Any]]) -> None:
+    """Update rows of `table` in bulk, one executemany per set of columns; each row holds its id
+    under `id_name` and the new values of its columns."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         by_columns.setdefault(tuple(sorted(row)), []).append(row)
     for columns, group in by_columns.items():
-        values: dict[str, Any] = {name: bindparam(name) for name in columns if name != "member_id"}
+        values: dict[str, Any] = {name: bindparam(name) for name in columns if name != id_name}
         session.execute(
-            update(members).where(members.c.id == bindparam("member_id")).values(**values),
-            group,
+            update(table).where(table.c.id == bindparam(id_name)).values(**values), group
         )
 
 
@@ -326,57 +357,44 @@ def set_referral_code(session: Session, member_id: int, code: str) -> None:
 
 def member_by_referral_code(session: Session, store_id: int, code: str) -> dict[str, Any] | None:
     """The member who owns a referral code."""
-    row = (
-        session.execute(
-            select(members).where(members.c.store_id == store_id, members.c.referral_code == code)
-        )
-        .mappings()
-        .first()
+    return _first_row(
+        session,
+        select(members).where(members.c.store_id == store_id, members.c.referral_code == code),
     )
-    return None if row is None else dict(row)
 
 
 def all_member_rows(session: Session, store_id: int) -> list[dict[str, Any]]:
     """Tier-related columns of every member of the store."""
     rows = session.execute(
-        select(
-            members.c.id,
-            members.c.customer_id,
-            members.c.tier,
-            members.c.tier_since_at,
-            members.c.tier_reviewed_at,
-            members.c.downgrade_due_at,
-            members.c.heritage_since_at,
-            members.c.rolling_spend,
-            members.c.rolling_orders,
-        )
-        .where(members.c.store_id == store_id)
-        .order_by(members.c.id)
+        select(*_TIER_COLUMNS).where(members.c.store_id == store_id).order_by(members.c.id)
     ).mappings()
     return [dict(row) for row in rows]
+
+
+_TIER_COLUMNS = (
+    members.c.id,
+    members.c.customer_id,
+    members.c.tier,
+    members.c.tier_since_at,
+    members.c.tier_reviewed_at,
+    members.c.downgrade_due_at,
+    members.c.heritage_since_at,
+    members.c.rolling_spend,
+    members.c.rolling_orders,
+)
 
 
 def member_tier_rows(
     session: Session, store_id: int, member_ids: Sequence[int]
 ) -> list[dict[str, Any]]:
     """Tier-related columns of some members."""
-    found: list[dict[str, Any]] = []
-    for chunk in _chunks(sorted(set(member_ids))):
-        rows = session.execute(
-            select(
-                members.c.id,
-                members.c.customer_id,
-                members.c.tier,
-                members.c.tier_since_at,
-                members.c.tier_reviewed_at,
-                members.c.downgrade_due_at,
-                members.c.heritage_since_at,
-                members.c.rolling_spend,
-                members.c.rolling_orders,
-            ).where(members.c.store_id == store_id, members.c.id.in_(chunk))
-        ).mappings()
-        found.extend(dict(row) for row in rows)
-    return found
+    return _rows_in_chunks(
+        session,
+        member_ids,
+        lambda chunk: select(*_TIER_COLUMNS).where(
+            members.c.store_id == store_id, members.c.id.in_(chunk)
+        ),
+    )
 
 
 def standing(session: Session, store_id: int, spend: Decimal) -> tuple[int, int]:
@@ -457,14 +475,7 @@ def insert_consumptions(session: Session, rows: list[dict[str, Any]]) -> None:
 
 def update_lots(session: Session, rows: list[dict[str, Any]]) -> None:
     """Update lots in bulk; rows hold `lot_id` and the same other columns."""
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        by_columns.setdefault(tuple(sorted(row)), []).append(row)
-    for columns, group in by_columns.items():
-        values: dict[str, Any] = {name: bindparam(name) for name in columns if name != "lot_id"}
-        session.execute(
-            update(lots).where(lots.c.id == bindparam("lot_id")).values(**values), group
-        )
+    _update_by_id(session, lots, "lot_id", rows)
 
 
 _LOT_COLUMNS = (
@@ -610,15 +621,15 @@ _LOWER_CONSUMED_LOTS = (
 
 def lots_of_orders(session: Session, store_id: int, order_ids: Sequence[int]) -> list[dict]:
     """Every lot attached to these orders."""
-    found: list[dict[str, Any]] = []
-    for chunk in _chunks(sorted(set(order_ids))):
-        rows = session.execute(
+    return _rows_in_chunks(
+        session,
+        order_ids,
+        lambda chunk: (
             select(*_LOT_COLUMNS)
             .where(lots.c.store_id == store_id, lots.c.order_id.in_(chunk))
             .order_by(lots.c.id)
-        ).mappings()
-        found.extend(dict(row) for row in rows)
-    return found
+        ),
+    )
 
 
 def entry_key_exists(session: Session, store_id: int, key: str) -> bool:
@@ -683,19 +694,23 @@ def ledger_page(
     return [dict(row) for row in rows]
 
 
+def _lapsing(after: datetime, until: datetime) -> Any:
+    """Active lots with points left that lapse in (after, until]."""
+    return and_(
+        lots.c.remaining > 0,
+        lots.c.activated_at.is_not(None),
+        lots.c.expires_at > after,
+        lots.c.expires_at <= until,
+    )
+
+
 def expiring_points(
     session: Session, member_id: int, *, after: datetime, until: datetime
 ) -> list[tuple[datetime, int]]:
     """Active points of a member that lapse in (after, until], by expiry moment."""
     rows = session.execute(
         select(lots.c.expires_at, func.sum(lots.c.remaining))
-        .where(
-            lots.c.member_id == member_id,
-            lots.c.remaining > 0,
-            lots.c.activated_at.is_not(None),
-            lots.c.expires_at > after,
-            lots.c.expires_at <= until,
-        )
+        .where(lots.c.member_id == member_id, _lapsing(after, until))
         .group_by(lots.c.expires_at)
         .order_by(lots.c.expires_at)
     )
@@ -740,13 +755,7 @@ def lots_expiring_between(
     rows = session.execute(
         select(members.c.id, members.c.customer_id, lots.c.expires_at, func.sum(lots.c.remaining))
         .select_from(lots.join(members, members.c.id == lots.c.member_id))
-        .where(
-            lots.c.store_id == store_id,
-            lots.c.remaining > 0,
-            lots.c.activated_at.is_not(None),
-            lots.c.expires_at > after,
-            lots.c.expires_at <= until,
-        )
+        .where(lots.c.store_id == store_id, _lapsing(after, until))
         .group_by(members.c.id, members.c.customer_id, lots.c.expires_at)
     )
     return [(int(m), int(c), expires_at, int(points)) for m, c, expires_at, points in rows]
@@ -776,13 +785,13 @@ _ORDER_COLUMNS = (
 
 def orders_for_points(session: Session, store_id: int, order_ids: Sequence[int]) -> list[dict]:
     """The columns points depend on, for these orders of the store."""
-    found: list[dict[str, Any]] = []
-    for chunk in _chunks(sorted(set(order_ids))):
-        rows = session.execute(
-            select(*_ORDER_COLUMNS).where(orders.c.store_id == store_id, orders.c.id.in_(chunk))
-        ).mappings()
-        found.extend(dict(row) for row in rows)
-    return found
+    return _rows_in_chunks(
+        session,
+        order_ids,
+        lambda chunk: select(*_ORDER_COLUMNS).where(
+            orders.c.store_id == store_id, orders.c.id.in_(chunk)
+        ),
+    )
 
 
 def order_ids_needing_points(session: Session, store_id: int) -> list[int]:
@@ -865,6 +874,17 @@ def _paid_order_filter(window_start: datetime, now: datetime) -> Any:
     )
 
 
+def _members_with_orders() -> Any:
+    """Members joined to their customers' orders."""
+    return members.join(
+        orders,
+        and_(
+            orders.c.store_id == members.c.store_id,
+            orders.c.customer_id == members.c.customer_id,
+        ),
+    )
+
+
 def tier_metrics(
     session: Session,
     store_id: int,
@@ -880,15 +900,7 @@ def tier_metrics(
             func.sum(type_coerce(orders.c.total_base - orders.c.refunded_base, Money())),
             func.count(orders.c.id),
         )
-        .select_from(
-            members.join(
-                orders,
-                and_(
-                    orders.c.store_id == members.c.store_id,
-                    orders.c.customer_id == members.c.customer_id,
-                ),
-            )
-        )
+        .select_from(_members_with_orders())
         .where(members.c.store_id == store_id, _paid_order_filter(window_start, now))
         .group_by(members.c.id)
     )
@@ -912,15 +924,7 @@ def first_order_at(
     for chunk in _chunks(sorted(set(member_ids))):
         first_orders = session.execute(
             select(members.c.id, func.min(orders.c.placed_at))
-            .select_from(
-                members.join(
-                    orders,
-                    and_(
-                        orders.c.store_id == members.c.store_id,
-                        orders.c.customer_id == members.c.customer_id,
-                    ),
-                )
-            )
+            .select_from(_members_with_orders())
             .where(members.c.store_id == store_id, members.c.id.in_(chunk))
             .group_by(members.c.id)
         )
@@ -1002,16 +1006,12 @@ def notices_of(session: Session, store_id: int, member_id: int | None = None) ->
 
 def find_referral(session: Session, store_id: int, customer_id: int) -> dict[str, Any] | None:
     """The referral that brought a customer."""
-    row = (
-        session.execute(
-            select(referrals).where(
-                referrals.c.store_id == store_id, referrals.c.referred_customer_id == customer_id
-            )
-        )
-        .mappings()
-        .first()
+    return _first_row(
+        session,
+        select(referrals).where(
+            referrals.c.store_id == store_id, referrals.c.referred_customer_id == customer_id
+        ),
     )
-    return None if row is None else dict(row)
 
 
 def insert_referral(session: Session, row: dict[str, Any]) -> int:
@@ -1021,25 +1021,20 @@ def insert_referral(session: Session, row: dict[str, Any]) -> int:
 
 def referrals_from_source(session: Session, store_id: int, *, source: str, since: datetime) -> int:
     """Referrals recorded from one source (IP, device) since a moment."""
-    count = session.scalar(
-        select(func.count()).where(
-            referrals.c.store_id == store_id,
-            referrals.c.source == source,
-            referrals.c.created_at >= since,
-        )
-    )
-    return int(count or 0)
+    return _referrals_since(session, store_id, referrals.c.source == source, since)
 
 
 def referrals_from_device(
     session: Session, store_id: int, *, device_id: str, since: datetime
 ) -> int:
     """Referrals recorded from one device since a moment."""
+    return _referrals_since(session, store_id, referrals.c.device_id == device_id, since)
+
+
+def _referrals_since(session: Session, store_id: int, origin: Any, since: datetime) -> int:
     count = session.scalar(
         select(func.count()).where(
-            referrals.c.store_id == store_id,
-            referrals.c.device_id == device_id,
-            referrals.c.created_at >= since,
+            referrals.c.store_id == store_id, origin, referrals.c.created_at >= since
         )
     )
     return int(count or 0)
@@ -1100,27 +1095,16 @@ def customer_fingerprint(session: Session, store_id: int, customer_id: int) -> d
     )
     if row is None:
         return {}
-    devices = session.scalars(
-        select(identities.c.value).where(
+    known: dict[str, list[str]] = {"anonymous_id": [], "email": [], "phone": []}
+    for kind, value in session.execute(
+        select(identities.c.kind, identities.c.value).where(
             identities.c.store_id == store_id,
             identities.c.customer_id == customer_id,
-            identities.c.kind == "anonymous_id",
+            identities.c.kind.in_(list(known)),
         )
-    ).all()
-    emails = session.scalars(
-        select(identities.c.value).where(
-            identities.c.store_id == store_id,
-            identities.c.customer_id == customer_id,
-            identities.c.kind == "email",
-        )
-    ).all()
-    phones = session.scalars(
-        select(identities.c.value).where(
-            identities.c.store_id == store_id,
-            identities.c.customer_id == customer_id,
-            identities.c.kind == "phone",
-        )
-    ).all()
+    ):
+        known[kind].append(value)
+    devices, emails, phones = known["anonymous_id"], known["email"], known["phone"]
     attributes = row["attributes"] or {}
     return {
         "emails": {value.lower() for value in [row["email"], *emails] if value},
@@ -1148,252 +1132,40 @@ def customer_birthday_and_email(
 ) -> dict[str, Any] | None:
     """A customer's birthday and email."""
     customers = table_of(Customer)
-    row = (
-        session.execute(
-            select(customers.c.birthday, customers.c.email).where(
-                customers.c.store_id == store_id, customers.c.id == customer_id
-            )
-        )
-        .mappings()
-        .first()
+    return _first_row(
+        session,
+        select(customers.c.birthday, customers.c.email).where(
+            customers.c.store_id == store_id, customers.c.id == customer_id
+        ),
     )
-    return None if row is None else dict(row)
 
 
 # ---- verification (set-based, one GROUP BY per invariant) --------------------------------------
 
 
 @dataclass(frozen=True)
-class Violations:
-    """How many rows break an invariant, and a few of their ids."""
+class _Pass:
+    """One scan of the store's rows (members, lots or entries) joined to the others aggregated,
+    and the invariants it checks: by name, the condition a row breaks it with and the id to
+    report for such a row."""
 
-    count: int
-    examples: list[int]
-
-
-def _violations(session: Session, statement: Any, examples: int) -> Violations:
-    subquery = statement.subquery()
-    count = session.scalar(select(func.count()).select_from(subquery)) or 0
-    sample = (
-        [int(row[0]) for row in session.execute(select(subquery).limit(examples))] if count else []
-    )
-    return Violations(int(count), sample)
+    source: Any
+    store: Any
+    checks: dict[str, tuple[Any, Any]]
+    count_name: str
 
 
-def balance_mismatches(session: Session, store_id: int, examples: int) -> Violations:
-    """Members whose available or pending balance differs from the sum of their entries."""
-    sums = (
-        select(
-            entries.c.member_id,
-            func.sum(entries.c.available_delta).label("available"),
-            func.sum(entries.c.pending_delta).label("pending"),
-        )
-        .where(entries.c.store_id == store_id)
-        .group_by(entries.c.member_id)
-        .subquery()
-    )
-    statement = (
-        select(members.c.id)
-        .select_from(members.outerjoin(sums, sums.c.member_id == members.c.id))
-        .where(
-            members.c.store_id == store_id,
-            or_(
-                members.c.available_points != func.coalesce(sums.c.available, 0),
-                members.c.pending_points != func.coalesce(sums.c.pending, 0),
-            ),
-        )
-    )
-    return _violations(session, statement, examples)
-
-
-def lot_mismatches(session: Session, store_id: int, examples: int) -> Violations:
-    """Lots whose remaining is not credit - consumptions, or is outside [0, credit]."""
-    used = (
-        select(consumptions.c.lot_id, func.sum(consumptions.c.amount).label("used"))
+def _used_by(column: Any, store_id: int) -> Any:
+    """Points consumed per value of a consumptions column (entry, lot or member)."""
+    return (
+        select(column, func.sum(consumptions.c.amount).label("used"))
         .where(consumptions.c.store_id == store_id)
-        .group_by(consumptions.c.lot_id)
+        .group_by(column)
         .subquery()
     )
-    statement = (
-        select(lots.c.id)
-        .select_from(lots.outerjoin(used, used.c.lot_id == lots.c.id))
-        .where(
-            lots.c.store_id == store_id,
-            or_(
-                lots.c.remaining != lots.c.amount - func.coalesce(used.c.used, 0),
-                lots.c.remaining < 0,
-                lots.c.remaining > lots.c.amount,
-            ),
-        )
-    )
-    return _violations(session, statement, examples)
 
 
-def lot_credit_mismatches(session: Session, store_id: int, examples: int) -> Violations:
-    """Credit entries without exactly one lot of their amount, and lots without a credit entry."""
-    credited = entries.c.available_delta + entries.c.pending_delta
-    missing_lot = (
-        select(entries.c.id)
-        .select_from(entries.outerjoin(lots, lots.c.entry_id == entries.c.id))
-        .where(
-            entries.c.store_id == store_id,
-            entries.c.kind.not_in((*DEBIT_KINDS, "activate")),
-            or_(lots.c.id.is_(None), lots.c.amount != credited),
-        )
-    )
-    stray_lot = (
-        select(lots.c.entry_id)
-        .select_from(lots.join(entries, entries.c.id == lots.c.entry_id))
-        .where(
-            lots.c.store_id == store_id,
-            entries.c.kind.in_((*DEBIT_KINDS, "activate")),
-        )
-    )
-    return _violations(session, missing_lot.union_all(stray_lot), examples)
-
-
-def bucket_mismatches(session: Session, store_id: int, examples: int) -> Violations:
-    """Members whose lots do not add up: pending = pending lots; available + debt = active lots."""
-    sums = (
-        select(
-            lots.c.member_id,
-            func.sum(case((lots.c.activated_at.is_(None), lots.c.remaining), else_=0)).label(
-                "pending"
-            ),
-            func.sum(case((lots.c.activated_at.is_not(None), lots.c.remaining), else_=0)).label(
-                "active"
-            ),
-        )
-        .where(lots.c.store_id == store_id)
-        .group_by(lots.c.member_id)
-        .subquery()
-    )
-    statement = (
-        select(members.c.id)
-        .select_from(members.outerjoin(sums, sums.c.member_id == members.c.id))
-        .where(
-            members.c.store_id == store_id,
-            or_(
-                members.c.pending_points != func.coalesce(sums.c.pending, 0),
-                members.c.available_points + members.c.debt_points
-                != func.coalesce(sums.c.active, 0),
-                members.c.pending_points < 0,
-                members.c.debt_points < 0,
-                and_(
-                    members.c.debt_points > 0,
-                    members.c.available_points != -members.c.debt_points,
-                ),
-            ),
-        )
-    )
-    return _violations(session, statement, examples)
-
-
-def overconsumed_entries(session: Session, store_id: int, examples: int) -> Violations:
-    """Entries that took more from lots than they debited (or that are not debits at all)."""
-    used = (
-        select(consumptions.c.entry_id, func.sum(consumptions.c.amount).label("used"))
-        .where(consumptions.c.store_id == store_id)
-        .group_by(consumptions.c.entry_id)
-        .subquery()
-    )
-    debited = -(entries.c.available_delta + entries.c.pending_delta)
-    statement = (
-        select(entries.c.id)
-        .select_from(entries.join(used, used.c.entry_id == entries.c.id))
-        .where(
-            entries.c.store_id == store_id,
-            or_(used.c.used > debited, entries.c.kind.not_in(DEBIT_KINDS)),
-        )
-    )
-    return _violations(session, statement, examples)
-
-
-def debt_mismatches(session: Session, store_id: int, examples: int) -> Violations:
-    """Members whose debt is not what their debits left uncovered by lots."""
-    debited = (
-        select(
-            entries.c.member_id,
-            func.sum(-(entries.c.available_delta + entries.c.pending_delta)).label("debited"),
-        )
-        .where(entries.c.store_id == store_id, entries.c.kind.in_(DEBIT_KINDS))
-        .group_by(entries.c.member_id)
-        .subquery()
-    )
-    used = (
-        select(consumptions.c.member_id, func.sum(consumptions.c.amount).label("used"))
-        .where(consumptions.c.store_id == store_id)
-        .group_by(consumptions.c.member_id)
-        .subquery()
-    )
-    statement = (
-        select(members.c.id)
-        .select_from(
-            members.outerjoin(debited, debited.c.member_id == members.c.id).outerjoin(
-                used, used.c.member_id == members.c.id
-            )
-        )
-        .where(
-            members.c.store_id == store_id,
-            members.c.debt_points
-            != func.coalesce(debited.c.debited, 0) - func.coalesce(used.c.used, 0),
-        )
-    )
-    return _violations(session, statement, examples)
-
-
-def negative_members(session: Session, store_id: int, examples: int) -> Violations:
-    """Members with a negative available balance."""
-    statement = select(members.c.id).where(
-        members.c.store_id == store_id, members.c.available_points < 0
-    )
-    return _violations(session, statement, examples)
-
-
-def negative_redemptions(session: Session, store_id: int, examples: int) -> Violations:
-    """Debt caused by anything but a reversal: redemptions and adjustments never overdraw."""
-    used = (
-        select(consumptions.c.entry_id, func.sum(consumptions.c.amount).label("used"))
-        .where(consumptions.c.store_id == store_id)
-        .group_by(consumptions.c.entry_id)
-        .subquery()
-    )
-    debited = -(entries.c.available_delta + entries.c.pending_delta)
-    statement = (
-        select(entries.c.id)
-        .select_from(entries.outerjoin(used, used.c.entry_id == entries.c.id))
-        .where(
-            entries.c.store_id == store_id,
-            entries.c.kind.in_(("redeem", "expire", "cancel", "adjust_debit")),
-            func.coalesce(used.c.used, 0) != debited,
-        )
-    )
-    return _violations(session, statement, examples)
-
-
-def ledger_counts(session: Session, store_id: int) -> tuple[int, int, int]:
-    """(members, entries, lots) of the store."""
-    member_count = session.scalar(select(func.count()).where(members.c.store_id == store_id))
-    entry_count = session.scalar(select(func.count()).where(entries.c.store_id == store_id))
-    lot_count = session.scalar(select(func.count()).where(lots.c.store_id == store_id))
-    return int(member_count or 0), int(entry_count or 0), int(lot_count or 0)
-
-
-def lots_of_member(session: Session, member_id: int) -> list[dict[str, Any]]:
-    """Every lot of a member, spent or not ."""
-    rows = session.execute(
-        select(*_LOT_COLUMNS).where(lots.c.member_id == member_id).order_by(lots.c.id)
-    ).mappings()
-    return [dict(row) for row in rows]
-
-
-def _flag(condition: Any) -> Any:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-
-def member_invariant_counts(session: Session, store_id: int) -> dict[str, int]:
-    """One pass over members with their entries, lots and consumptions aggregated per member:
-    how many members break each member-level invariant."""
+def _member_pass(store_id: int) -> _Pass:
     debit = entries.c.kind.in_(DEBIT_KINDS)
     entry_sums = (
         select(
@@ -1422,123 +1194,134 @@ def member_invariant_counts(session: Session, store_id: int) -> dict[str, int]:
         .group_by(lots.c.member_id)
         .subquery()
     )
-    used = (
-        select(consumptions.c.member_id, func.sum(consumptions.c.amount).label("used"))
-        .where(consumptions.c.store_id == store_id)
-        .group_by(consumptions.c.member_id)
-        .subquery()
-    )
+    used = _used_by(consumptions.c.member_id, store_id)
     m = members.c
-    row = session.execute(
-        select(
-            _flag(
-                or_(
-                    m.available_points != func.coalesce(entry_sums.c.available, 0),
-                    m.pending_points != func.coalesce(entry_sums.c.pending, 0),
-                )
-            ),
-            _flag(
-                or_(
-                    m.pending_points != func.coalesce(lot_sums.c.pending, 0),
-                    m.available_points + m.debt_points != func.coalesce(lot_sums.c.active, 0),
-                    m.pending_points < 0,
-                    m.debt_points < 0,
-                    and_(m.debt_points > 0, m.available_points != -m.debt_points),
-                )
-            ),
-            _flag(
-                m.debt_points
-                != func.coalesce(entry_sums.c.debited, 0) - func.coalesce(used.c.used, 0)
-            ),
-            _flag(m.available_points < 0),
-            func.count(),
-        )
-        .select_from(
-            members.outerjoin(entry_sums, entry_sums.c.member_id == m.id)
-            .outerjoin(lot_sums, lot_sums.c.member_id == m.id)
-            .outerjoin(used, used.c.member_id == m.id)
-        )
-        .where(m.store_id == store_id)
-    ).one()
-    names = ("balance", "buckets", "debt", "negative", "members")
-    return {name: int(value or 0) for name, value in zip(names, row, strict=True)}
-
-
-def lot_invariant_counts(session: Session, store_id: int) -> dict[str, int]:
-    """One pass over lots with their consumptions and credit entries: lots that break an
-    invariant (remaining vs consumptions; lot of a non-credit or of another amount)."""
-    used = (
-        select(consumptions.c.lot_id, func.sum(consumptions.c.amount).label("used"))
-        .where(consumptions.c.store_id == store_id)
-        .group_by(consumptions.c.lot_id)
-        .subquery()
+    checks = {
+        "balance": or_(
+            m.available_points != func.coalesce(entry_sums.c.available, 0),
+            m.pending_points != func.coalesce(entry_sums.c.pending, 0),
+        ),
+        "buckets": or_(
+            m.pending_points != func.coalesce(lot_sums.c.pending, 0),
+            m.available_points + m.debt_points != func.coalesce(lot_sums.c.active, 0),
+            m.pending_points < 0,
+            m.debt_points < 0,
+            and_(m.debt_points > 0, m.available_points != -m.debt_points),
+        ),
+        "debt": m.debt_points
+        != func.coalesce(entry_sums.c.debited, 0) - func.coalesce(used.c.used, 0),
+        "negative": m.available_points < 0,
+    }
+    source = (
+        members.outerjoin(entry_sums, entry_sums.c.member_id == m.id)
+        .outerjoin(lot_sums, lot_sums.c.member_id == m.id)
+        .outerjoin(used, used.c.member_id == m.id)
     )
+    return _Pass(
+        source,
+        m.store_id == store_id,
+        {name: (condition, m.id) for name, condition in checks.items()},
+        "members",
+    )
+
+
+def _lot_pass(store_id: int) -> _Pass:
+    used = _used_by(consumptions.c.lot_id, store_id)
     credited = entries.c.available_delta + entries.c.pending_delta
-    row = session.execute(
-        select(
-            _flag(
-                or_(
-                    lots.c.remaining != lots.c.amount - func.coalesce(used.c.used, 0),
-                    lots.c.remaining < 0,
-                    lots.c.remaining > lots.c.amount,
-                )
+    checks = {
+        "lots": (
+            or_(
+                lots.c.remaining != lots.c.amount - func.coalesce(used.c.used, 0),
+                lots.c.remaining < 0,
+                lots.c.remaining > lots.c.amount,
             ),
-            _flag(
-                or_(
-                    entries.c.kind.in_((*DEBIT_KINDS, "activate")),
-                    lots.c.amount != credited,
-                )
-            ),
-            func.count(),
-        )
-        .select_from(
-            lots.join(entries, entries.c.id == lots.c.entry_id).outerjoin(
-                used, used.c.lot_id == lots.c.id
-            )
-        )
-        .where(lots.c.store_id == store_id)
-    ).one()
-    names = ("lots", "lot_credit", "lot_count")
-    return {name: int(value or 0) for name, value in zip(names, row, strict=True)}
-
-
-def entry_invariant_counts(session: Session, store_id: int) -> dict[str, int]:
-    """One pass over entries with their consumptions and lots: entries that over-consume,
-    debits that overdraw where they must not, credits without their lot."""
-    used = (
-        select(consumptions.c.entry_id, func.sum(consumptions.c.amount).label("used"))
-        .where(consumptions.c.store_id == store_id)
-        .group_by(consumptions.c.entry_id)
-        .subquery()
+            lots.c.id,
+        ),
+        "lot_credit": (
+            or_(entries.c.kind.in_((*DEBIT_KINDS, "activate")), lots.c.amount != credited),
+            lots.c.entry_id,
+        ),
+    }
+    source = lots.join(entries, entries.c.id == lots.c.entry_id).outerjoin(
+        used, used.c.lot_id == lots.c.id
     )
+    return _Pass(source, lots.c.store_id == store_id, checks, "lot_count")
+
+
+def _entry_pass(store_id: int) -> _Pass:
+    used = _used_by(consumptions.c.entry_id, store_id)
     debited = -(entries.c.available_delta + entries.c.pending_delta)
     credit = entries.c.kind.not_in((*DEBIT_KINDS, "activate"))
-    row = session.execute(
-        select(
-            _flag(
-                and_(
-                    used.c.used.is_not(None),
-                    or_(used.c.used > debited, entries.c.kind.not_in(DEBIT_KINDS)),
+    checks = {
+        "overconsumed": and_(
+            used.c.used.is_not(None),
+            or_(used.c.used > debited, entries.c.kind.not_in(DEBIT_KINDS)),
+        ),
+        "overdrawn": and_(
+            entries.c.kind.in_(("redeem", "expire", "cancel", "adjust_debit")),
+            func.coalesce(used.c.used, 0) != debited,
+        ),
+        "entry_credit": and_(credit, or_(lots.c.id.is_(None), lots.c.amount != -debited)),
+    }
+    source = entries.outerjoin(used, used.c.entry_id == entries.c.id).outerjoin(
+        lots, lots.c.entry_id == entries.c.id
+    )
+    return _Pass(
+        source,
+        entries.c.store_id == store_id,
+        {name: (condition, entries.c.id) for name, condition in checks.items()},
+        "entries",
+    )
+
+
+def _passes(store_id: int) -> list[_Pass]:
+    return [_member_pass(store_id), _lot_pass(store_id), _entry_pass(store_id)]
+
+
+def invariant_counts(session: Session, store_id: int) -> dict[str, int]:
+    """How many rows break each invariant of the store's ledger, in three passes (members, lots,
+    entries, each joined to the others aggregated with GROUP BY), plus the rows scanned by each:
+    `members`, `lot_count`, `entries`. Set-based, so memory does not grow with the store."""
+    counts: dict[str, int] = {}
+    for scan in _passes(store_id):
+        flags = [
+            func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+            for condition, _ in scan.checks.values()
+        ]
+        row = session.execute(
+            select(*flags, func.count()).select_from(scan.source).where(scan.store)
+        ).one()
+        names = (*scan.checks, scan.count_name)
+        counts.update({name: int(value or 0) for name, value in zip(names, row, strict=True)})
+    return counts
+
+
+def invariant_examples(
+    session: Session, store_id: int, names: Sequence[str], limit: int
+) -> list[int]:
+    """Up to `limit` ids of rows that break the named invariants (see `invariant_counts`)."""
+    found: list[int] = []
+    for scan in _passes(store_id):
+        for name in names:
+            if name in scan.checks and len(found) < limit:
+                condition, reported = scan.checks[name]
+                statement = (
+                    select(reported)
+                    .select_from(scan.source)
+                    .where(scan.store, condition)
+                    .order_by(reported)
+                    .limit(limit - len(found))
                 )
-            ),
-            _flag(
-                and_(
-                    entries.c.kind.in_(("redeem", "expire", "cancel", "adjust_debit")),
-                    func.coalesce(used.c.used, 0) != debited,
-                )
-            ),
-            _flag(and_(credit, or_(lots.c.id.is_(None), lots.c.amount != -debited))),
-            func.count(),
-        )
-        .select_from(
-            entries.outerjoin(used, used.c.entry_id == entries.c.id).outerjoin(
-                lots, lots.c.entry_id == entries.c.id
-            )
-        )
-        .where(entries.c.store_id == store_id)
-    ).one()
-    names = ("overconsumed", "overdrawn", "entry_credit", "entries")
-    return {name: int(value or 0) for name, value in zip(names, row, strict=True)}
+                found.extend(int(value) for value in session.scalars(statement))
+    return found
+
+
+def lots_of_member(session: Session, member_id: int) -> list[dict[str, Any]]:
+    """Every lot of a member, spent or not ."""
+    rows = session.execute(
+        select(*_LOT_COLUMNS).where(lots.c.member_id == member_id).order_by(lots.c.id)
+    ).mappings()
+    return [dict(row) for row in rows]
 
 
 def repoint_member(session: Session, member_id: int, customer_id: int) -> None:
@@ -1587,16 +1370,7 @@ def lock_members_by_customer(
     session: Session, store_id: int, customer_ids: Sequence[int]
 ) -> list[dict[str, Any]]:
     """Read and lock the member rows of these customers, in member id order."""
-    found: list[dict[str, Any]] = []
-    for chunk in _chunks(sorted(set(customer_ids))):
-        rows = session.execute(
-            select(members)
-            .where(members.c.store_id == store_id, members.c.customer_id.in_(chunk))
-            .order_by(members.c.id)
-            .with_for_update()
-        ).mappings()
-        found.extend(dict(row) for row in rows)
-    return found
+    return _lock_members(session, store_id, members.c.customer_id, customer_ids)
 
 
 def existing_customers(session: Session, store_id: int, customer_ids: Iterable[int]) -> set[int]:
