@@ -22,7 +22,9 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlglot.expressions as sge
+from ibis.backends.sql.compilers.duckdb import DuckDBCompiler
 from ibis.backends.sql.compilers.postgres import PostgresCompiler
 from ibis.backends.sql.compilers.sqlite import SQLiteCompiler
 from sqlalchemy import BigInteger, DateTime, select, text, type_coerce
@@ -42,7 +44,9 @@ _IBIS_DIALECTS = {"sqlite": "sqlite", "postgresql": "postgres"}
 def _install_compile_rules() -> None:
     """Teach Ibis's SQLite and PostgreSQL compilers `integer.as_timestamp("s")`.
 
-    Ibis 12 has no rule for TimestampFromUNIX on these two; DuckDB and Spark have their own.
+    Ibis 12 has no rule for TimestampFromUNIX on these two; Spark has its own. DuckDB's own rule
+    (TO_TIMESTAMP) makes a TIMESTAMPTZ, whose cast to a date goes through the session's time
+    zone; EPOCH_MS gives the plain UTC timestamp the other engines give, at a third of the cost.
     """
 
     def sqlite_rule(self: Any, op: Any, *, arg: Any, unit: Any) -> Any:
@@ -72,7 +76,13 @@ def _install_compile_rules() -> None:
         )
         return self.cast(sqlite_floor(sge.paren(quotient)), op.dtype)
 
+    def duckdb_rule(self: Any, op: Any, *, arg: Any, unit: Any) -> Any:
+        if unit.short != "s":
+            raise NotImplementedError("only whole seconds")
+        return self.f.epoch_ms(sge.Mul(this=sge.paren(arg), expression=sge.convert(1000)))
+
     SQLiteCompiler.visit_TimestampFromUNIX = sqlite_rule
+    DuckDBCompiler.visit_TimestampFromUNIX = duckdb_rule
     SQLiteCompiler.visit_Floor = sqlite_floor_rule
     SQLiteCompiler.visit_FloorDivide = sqlite_floor_divide_rule
     PostgresCompiler.visit_TimestampFromUNIX = postgres_rule
@@ -194,8 +204,11 @@ class DuckDBEngine(_ArrowEngine):
         for name, arrow in self.arrow_tables.items():
             # Ibis 12's create_table emits SQL that DuckDB 2.0 rejects; load through DuckDB itself.
             raw.register(f"arrow_{name}", arrow)
+            columns = ", ".join(
+                _duckdb_column(raw, name, arrow, column) for column in arrow.schema.names
+            )
             raw.execute(
-                f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM "arrow_{name}"'
+                f'CREATE OR REPLACE TABLE "{name}" AS SELECT {columns} FROM "arrow_{name}"'
             ).fetchall()
             raw.unregister(f"arrow_{name}")
 
@@ -223,6 +236,26 @@ class DuckDBEngine(_ArrowEngine):
     def close(self) -> None:
         """Close the DuckDB connection."""
         self.connection.disconnect()
+
+
+# Low-cardinality text that the definitions only test for membership: stored as a DuckDB ENUM,
+# `status IN (…)` compares small integers instead of strings (the order filter costs a third).
+_ENUM_COLUMNS = {("orders", "status")}
+
+
+def _duckdb_column(raw: Any, table: str, arrow: pa.Table, column: str) -> str:
+    """The SELECT item loading `column`: as is, or cast to an ENUM of its values in text order."""
+    if (table, column) not in _ENUM_COLUMNS or not pa.types.is_string(
+        arrow.schema.field(column).type
+    ):
+        return f'"{column}"'
+    values = pc.unique(arrow.column(column).drop_null()).to_pylist()
+    if not values:
+        return f'"{column}"'
+    labels = ", ".join("'" + value.replace("'", "''") + "'" for value in sorted(values))
+    kind = f"{table}_{column}_enum"
+    raw.execute(f'CREATE TYPE "{kind}" AS ENUM ({labels})').fetchall()
+    return f'CAST("{column}" AS "{kind}") AS "{column}"'
 
 
 class SparkEngine(_ArrowEngine):
