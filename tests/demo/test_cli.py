@@ -36,6 +36,10 @@ def test_demo_prints_a_json_summary(cli_database: str) -> None:
     listed = json.loads(runner.invoke(app, ["stores", "list", "--json"]).stdout)
     assert [store["id"] for store in listed] == [again["store_id"]]  # the first one was replaced
 
+    assert again["membership"]["members"] > 100
+    verified = runner.invoke(app, ["loyalty", "verify", "--store", str(again["store_id"])])
+    assert verified.exit_code == 0, verified.output
+
 
 def test_demo_prints_keys_and_example_requests(cli_database: str) -> None:
     result = runner.invoke(app, ["demo", "--no-serve", "--customers", "30", "--port", "8123"])

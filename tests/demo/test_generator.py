@@ -98,6 +98,46 @@ def test_the_same_seed_builds_the_same_store(
     assert emails == [customer.email for customer in _customers(engine, second.store_id)[:10]]
 
 
+def _ledger_fingerprint(engine: Engine, store_id: int) -> list[Any]:
+    """The membership ledger by customer position: entries, coupons and referral codes.
+
+    Two stores in one database differ in their row ids: entries' reasons name them, and the jobs
+    take the members of one step in id-dependent order, so entries are compared as a sorted list.
+    """
+    from patronage.loyalty.models import Coupon, LedgerEntry, LoyaltyMember
+
+    position = {customer.id: index for index, customer in enumerate(_customers(engine, store_id))}
+    with session_scope(engine) as session:
+        members = {
+            member.id: (position[member.customer_id], member.referral_code, member.tier)
+            for member in session.scalars(
+                select(LoyaltyMember).where(LoyaltyMember.store_id == store_id)
+            )
+        }
+        entries = [
+            (members[entry.member_id], entry.kind, entry.available_delta, entry.pending_delta,
+             entry.occurred_at)
+            for entry in session.scalars(select(LedgerEntry).where(LedgerEntry.store_id == store_id)
+                                         .order_by(LedgerEntry.id))
+        ]  # fmt: skip
+        coupons = [
+            (members[coupon.member_id], coupon.code, coupon.value, coupon.used_at)
+            for coupon in session.scalars(
+                select(Coupon).where(Coupon.store_id == store_id).order_by(Coupon.id)
+            )
+        ]
+    return [sorted(members.values()), sorted(entries, key=repr), coupons]
+
+
+def test_the_same_seed_builds_the_same_ledger(
+    engine: Engine, first: DemoSummary, second: DemoSummary
+) -> None:
+    assert first.membership == second.membership and first.membership["members"] > 0
+    fingerprint = _ledger_fingerprint(engine, first.store_id)
+    assert fingerprint[1] and fingerprint[2]
+    assert fingerprint == _ledger_fingerprint(engine, second.store_id)
+
+
 def test_another_seed_builds_another_store(
     engine: Engine, first: DemoSummary, other: DemoSummary
 ) -> None:

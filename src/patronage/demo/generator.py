@@ -70,15 +70,23 @@ from patronage.demo.people import (
     make_person,
     make_phone,
 )
+from patronage.demo.replay import (
+    HistoryReplay,
+    Member,
+    ReplayOrder,
+    membership_summary,
+    month_steps,
+)
+from patronage.demo.timeline import Timeline, cut_at, timeline_of
 from patronage.errors import ValidationFailedError
 from patronage.kit.clock import FrozenClock, get_clock, set_clock
 from patronage.kit.money import quantize
 from patronage.loyalty.program import default_program, set_program
+from patronage.loyalty.rewards import seeded_codes
 from patronage.orders import repository as order_repository
-from patronage.orders.fx import RateBook, load_rate_book
+from patronage.orders.fx import load_rate_book
 from patronage.orders.models import ExchangeRate, Order, OrderLine, Refund
 from patronage.orders.schemas import LineIn, OrderIn, RefundIn
-from patronage.orders.service import upsert_orders
 from patronage.stores.models import Store
 from patronage.stores.service import create_store
 from patronage.tracking.models import Event
@@ -98,6 +106,12 @@ PURCHASE_RATE_SCALE = 3.2
 DROPOUT_A = 1.1
 DROPOUT_B = 2.6
 LEAD_SHARE = 0.12  # signed up or browsed but never ordered
+# Trade buyers (decorators, small shops) buy for others: often, in quantity, and they stay. They
+# are the members who reach the top tiers. Drawn from a stream of their own, so that adding them
+# left every other customer as they were.
+TRADE_SHARE = 0.025
+TRADE_PURCHASE_RATE = (8.0, 16.0)  # orders a year
+TRADE_BASKET_SCALE = (4, 16)  # units per line, times a consumer's
 MAX_ORDERS_PER_CUSTOMER = 80
 ANNUAL_GROWTH = 0.75  # acquisition grows by e**0.75 ≈ 2.1 times a year
 TRACKED_SHARE = 0.7  # customers whose browsing the store's tracking snippet recognises
@@ -190,6 +204,7 @@ class CustomerPlan:
     alive: bool
     order_times: list[datetime]
     order_numbers: list[int] = field(default_factory=list)
+    basket_scale: int = 1  # units per line, times a consumer's (trade buyers buy in quantity)
 
 
 @dataclass
@@ -200,6 +215,9 @@ class DemoBatch:
     orders: list[OrderIn]
     events: list[dict[str, Any]]  # rows for the events table, without store_id and customer_id
     event_customers: list[int]  # for each event, the position of its customer in `customers`
+    # For each order: its whole life (also after the as-of moment) and its customer's position.
+    timelines: list[Timeline] = field(default_factory=list)
+    order_customers: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -256,6 +274,7 @@ class DemoSimulation:
             for code, products in PRODUCTS_BY_CATEGORY.items()
         }
         self._prices: dict[tuple[str, str, int], Decimal] = {}
+        self._timelines: dict[str, Timeline] = {}
         self._routes = {
             market.code: tuple((route, route.share) for route in market.routes)
             for market in MARKETS
@@ -410,6 +429,12 @@ class DemoSimulation:
                 index, market, timezone, first_moment, False, purchase_rate, dropout, True, []
             )
         first_seen = first_moment - timedelta(minutes=rng.choice((5, 20, 60, 600, 2880, 8000)))
+        trade = _stream(self.seed, index, 3)
+        basket_scale = 1
+        if trade.random() < TRADE_SHARE:
+            purchase_rate = max(purchase_rate, trade.uniform(*TRADE_PURCHASE_RATE))
+            dropout = min(dropout, 0.02)
+            basket_scale = trade.randint(*TRADE_BASKET_SCALE)
         order_times = [first_moment]
         alive = rng.random() >= dropout
         demand = self.demand[market.code]
@@ -429,7 +454,16 @@ class DemoSimulation:
                 order_times.append(placed)
                 alive = rng.random() >= dropout
         return CustomerPlan(
-            index, market, timezone, first_seen, True, purchase_rate, dropout, alive, order_times
+            index,
+            market,
+            timezone,
+            first_seen,
+            True,
+            purchase_rate,
+            dropout,
+            alive,
+            order_times,
+            basket_scale=basket_scale,
         )
 
     def plan(self) -> list[CustomerPlan]:
@@ -485,6 +519,8 @@ class DemoSimulation:
             tags.append("wholesale")
         if channel == "influencer":
             tags.append("influencer")
+        if plan.basket_scale > 1:
+            tags.append("trade")
         engagement = rng.betavariate(1.2, 6.0)
         customer = CustomerIn(
             source=SOURCE if has_shopify_id else "tracking",
@@ -520,6 +556,8 @@ class DemoSimulation:
             events.identified_from = plan.first_seen_at  # signed up without ordering
         orders = self._orders(rng, plan, email, events)
         batch.orders.extend(orders)
+        batch.timelines.extend(self._timelines.pop(order.external_id) for order in orders)
+        batch.order_customers.extend([position] * len(orders))
         self._browsing(rng, plan, orders, events)
         if subscribed_until is not None:
             self._email_engagement(rng, plan, subscribed_until, engagement, events)
@@ -661,6 +699,8 @@ class DemoSimulation:
         for position, placed_at in enumerate(plan.order_times):
             day = placed_at.astimezone(zone).date()
             basket = self._basket(rng, market, day, favourites, consumables)
+            for line in basket.lines:
+                line.quantity *= plan.basket_scale
             for product in basket.products:
                 if product.is_consumable:
                     consumables[product.sku] = day
@@ -816,7 +856,16 @@ class DemoSimulation:
             if late and late_cause:
                 order.attributes["delay_reason"] = late_cause
             refunds.extend(self._after_sales(rng, order, delivered, late))
-        self._keep_the_past(order, paid, shipped, delivered, cancelled, refunds)
+        timeline = timeline_of(
+            order,
+            paid=paid,
+            shipped=shipped,
+            delivered=delivered,
+            cancelled=cancelled,
+            refunds=refunds,
+        )
+        self._timelines[order.external_id] = timeline
+        cut_at(order, timeline, self.as_of_moment)
 
     def _after_new_year_break(
         self, rng: random.Random, start: datetime, shipped: datetime
@@ -880,45 +929,6 @@ class DemoSimulation:
         if amount <= 0:
             return []
         return [RefundIn(refund_id, amount, delivered + timedelta(days=rng.uniform(1, 7)), reason)]
-
-    def _keep_the_past(
-        self,
-        order: OrderIn,
-        paid: datetime | None,
-        shipped: datetime | None,
-        delivered: datetime | None,
-        cancelled: datetime | None,
-        refunds: list[RefundIn],
-    ) -> None:
-        """Drop every step after the as-of moment: recent orders are unpaid or still in transit."""
-        now = self.as_of_moment
-
-        def past(moment: datetime | None) -> datetime | None:
-            return moment.replace(microsecond=0) if moment is not None and moment < now else None
-
-        order.paid_at, order.shipped_at = past(paid), past(shipped)
-        order.delivered_at, order.cancelled_at = past(delivered), past(cancelled)
-        order.returned_at = past(order.returned_at)
-        order.refunds = [refund for refund in refunds if refund.refunded_at < now]
-        for refund in order.refunds:
-            refund.refunded_at = refund.refunded_at.replace(microsecond=0)
-        if order.returned_at is None:
-            for line in order.lines:
-                line.refunded_quantity = 0
-        refunded = sum((refund.amount for refund in order.refunds), Decimal(0))
-        if order.cancelled_at is not None and order.paid_at is None:
-            order.financial_status = "voided"
-        elif order.paid_at is None:
-            order.financial_status = "pending"
-        elif refunded >= order.total:
-            order.financial_status = "refunded"
-        elif refunded > 0:
-            order.financial_status = "partially_refunded"
-        else:
-            order.financial_status = "paid"
-        order.fulfillment_status = "fulfilled" if order.shipped_at is not None else None
-        if order.shipped_at is None:
-            order.carrier = order.tracking_number = None
 
     # --- Behaviour ------------------------------------------------------------------------
 
@@ -1239,6 +1249,7 @@ class DemoSummary:
     example_customer_id: int | None
     example_customer_email: str | None
     build_seconds: float
+    membership: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data."""
@@ -1276,6 +1287,7 @@ class DemoSummary:
                 "email": self.example_customer_email,
             },
             "build_seconds": round(self.build_seconds, 2),
+            "membership": self.membership,
         }
 
 
@@ -1328,12 +1340,32 @@ def build_demo_store(
         done = 0
         if on_progress is not None:
             on_progress(0, customers)
-        for batch in simulation.batches(batch_size):
-            with session_scope(engine) as session:
-                _write_batch(session, store, batch, book)
-            done += len(batch.customers)
-            if on_progress is not None:
-                on_progress(done, customers)
+        members: list[Member] = []
+        orders: list[ReplayOrder] = []
+        with seeded_codes(f"demo:{seed}"):
+            for batch in simulation.batches(batch_size):
+                with session_scope(engine) as session:
+                    customer_ids = _write_batch(session, store, batch)
+                offset = len(members)
+                members.extend(_members(batch, customer_ids))
+                orders.extend(
+                    ReplayOrder(order, timeline, offset + position)
+                    for order, timeline, position in zip(
+                        batch.orders, batch.timelines, batch.order_customers, strict=True
+                    )
+                )
+                done += len(batch.customers)
+                if on_progress is not None:
+                    on_progress(done, customers)
+            HistoryReplay(
+                engine,
+                store=store,
+                seed=seed,
+                rate_book=book,
+                members=members,
+                orders=orders,
+                steps=month_steps(simulation.start, simulation.as_of_moment),
+            ).run()
         with session_scope(engine) as session:
             _date_rows_by_the_story(session, store.id)
             summary = summarise(session, store.id)
@@ -1347,8 +1379,11 @@ def build_demo_store(
     return summary
 
 
-def _write_batch(session: Session, store: Store, batch: DemoBatch, book: RateBook) -> None:
-    """One batch through the bulk paths: resolve customers, upsert orders, insert events."""
+def _write_batch(session: Session, store: Store, batch: DemoBatch) -> list[int]:
+    """One batch's customers and events through the bulk paths; return the customers' ids.
+
+    Orders come later, replayed month by month (`HistoryReplay`).
+    """
     if session.get_bind().dialect.name == "sqlite":
         # A 128 MB page cache for this connection: the indexes of a large store stay in memory.
         session.execute(text("PRAGMA cache_size = -131072"))
@@ -1356,15 +1391,28 @@ def _write_batch(session: Session, store: Store, batch: DemoBatch, book: RateBoo
     customer_ids = [result.customer_id for result in resolved]
     if len(set(customer_ids)) != len(customer_ids):
         raise AssertionError("demo customers must never share an identity")
-    for start in range(0, len(batch.orders), ORDER_BATCH_SIZE):
-        upsert_orders(
-            session, store, batch.orders[start : start + ORDER_BATCH_SIZE], rate_book=book
-        )
     rows = batch.events
     for row, position in zip(rows, batch.event_customers, strict=True):
         row["store_id"] = store.id
         row["customer_id"] = customer_ids[position]
     insert_events(session, rows)
+    return customer_ids
+
+
+def _members(batch: DemoBatch, customer_ids: list[int]) -> list[Member]:
+    """What the replay needs of each customer of a batch."""
+    members = []
+    for customer, customer_id in zip(batch.customers, customer_ids, strict=True):
+        devices = [value for kind, value in customer.identities if kind == "anonymous_id"]
+        members.append(
+            Member(
+                customer_id=customer_id,
+                birthday=customer.birthday,
+                referred=(customer.attributes or {}).get("acquisition_channel") == "referral",
+                device=devices[0] if devices else None,
+            )
+        )
+    return members
 
 
 _EVENT_COLUMNS = ("store_id", "message_id", "type", "name", "customer_id", "user_id",
@@ -1520,7 +1568,15 @@ def summarise(session: Session, store_id: int) -> DemoSummary:
         example_customer_id=example_id,
         example_customer_email=example_email,
         build_seconds=0.0,
+        membership=membership_summary(session, store_id, as_of=store_as_of(store)),
     )
+
+
+def store_as_of(store: Store) -> datetime:
+    """The moment a demo store's history ends."""
+    settings = (store.settings or {}).get("demo", {})
+    day = date.fromisoformat(settings.get("as_of", DEFAULT_AS_OF.isoformat()))
+    return datetime.combine(day, clock_time(0), tzinfo=UTC)
 
 
 def demo_store_ids(engine: Engine) -> list[int]:
