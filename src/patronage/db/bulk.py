@@ -106,34 +106,48 @@ def select_rows(
     if dialect == "sqlite" and _leads_an_index(table, key):
         # `+store_id = ?` keeps SQLite (which has no statistics) from preferring an index on the
         # `where` column and scanning every row of the store once per look-up.
-        conditions = [f"+{name} = ?" for name in where]
+        conditions = [f"+t.{name} = ?" for name in where]
     else:
-        conditions = [f"{name} = {'?' if dialect == 'sqlite' else '%s'}" for name in where]
+        conditions = [f"t.{name} = {'?' if dialect == 'sqlite' else '%s'}" for name in where]
     found: list[tuple[Any, ...]] = []
+    selected = ", ".join(f"t.{name}" for name in columns)
     for start in range(0, len(wanted), _SELECT_CHUNK):
         chunk = wanted[start : start + _SELECT_CHUNK]
         if dialect == "postgresql":
-            # Not `= ANY(%s)`: once psycopg prepares the statement, PostgreSQL's generic plan
+            # A join with the array, planned for this very array: a generic plan (what psycopg's
+            # prepared statements get after a few runs) of `= ANY(%s)` or `IN (SELECT unnest(%s))`
             # filters every row of the store through the array instead of probing the index.
             array_type = "bigint" if isinstance(table.c[key].type, sqltypes.Integer) else "text"
-            membership = f"{key} IN (SELECT unnest(%s::{array_type}[]))"
-            parameters: tuple[Any, ...] = (*where.values(), chunk)
-        else:
-            membership = f"{key} IN ({', '.join(['?'] * len(chunk))})"
-            parameters = (*where.values(), *chunk)
-        sql = (
-            f"SELECT {', '.join(columns)} FROM {table.name} "
-            f"WHERE {' AND '.join([*conditions, membership])}"
+            sql = (
+                f"SELECT {selected} FROM unnest(%s::{array_type}[]) AS wanted(value) "
+                f"JOIN {table.name} AS t ON t.{key} = wanted.value"
+                + "".join(f" AND {condition}" for condition in conditions)
+                + (" FOR UPDATE OF t" if for_update else "")
+            )
+            found.extend(_fetch_unprepared(connection, sql, (chunk, *where.values())))
+            continue
+        membership = f"t.{key} IN ({', '.join(['?'] * len(chunk))})"
+        sql = f"SELECT {selected} FROM {table.name} AS t WHERE " + " AND ".join(
+            [*conditions, membership]
         )
-        if for_update and dialect == "postgresql":
-            sql += " FOR UPDATE"
-        found.extend(connection.exec_driver_sql(sql, parameters).fetchall())
+        found.extend(connection.exec_driver_sql(sql, (*where.values(), *chunk)).fetchall())
     if not converters or not found:
         return [tuple(row) for row in found]
     result_columns: list[Sequence[Any]] = list(zip(*found, strict=True))
     for position, converter in converters:
         result_columns[position] = converter(result_columns[position])
     return list(zip(*result_columns, strict=True))
+
+
+def _fetch_unprepared(connection: Connection, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+    """PostgreSQL: run a query through psycopg without preparing it, so it gets a custom plan."""
+    driver_connection: Any = connection.connection.driver_connection
+    try:
+        return list(driver_connection.execute(sql, parameters, prepare=False).fetchall())
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            sql, parameters, error, connection.dialect.loaded_dbapi.Error, dialect=None
+        ) from error
 
 
 def _leads_an_index(table: Table, column: str) -> bool:
