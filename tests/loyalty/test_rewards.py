@@ -124,3 +124,17 @@ def test_points_plus_cash_redemption(
     assert result.coupon is not None and result.coupon.value == Decimal("30.00")
     assert result.note and "capped at 30.00 USD" in result.note
     assert verify(session, loyal_store.id).ok
+
+
+def test_seeded_codes_repeat_and_unseeded_ones_do_not() -> None:
+    from patronage.loyalty.rewards import seeded_codes
+
+    def draw() -> list[str]:
+        with seeded_codes("demo:7"):
+            return [new_coupon_code() for _ in range(5)]
+
+    first = draw()
+    assert first == draw() and len(set(first)) == 5
+    assert new_coupon_code() not in first
+    with seeded_codes("demo:8"):
+        assert new_coupon_code() != first[0]

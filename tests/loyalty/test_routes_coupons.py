@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import timedelta
 from decimal import Decimal
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
@@ -16,6 +18,7 @@ from patronage.loyalty.rewards import issue_coupon
 from patronage.stores.service import NewStore, create_store
 
 PROBLEM = "application/problem+json"
+PARALLEL = 20
 
 
 def _headers(store: NewStore, key: str | None = None) -> dict[str, str]:
@@ -163,3 +166,49 @@ def test_unknown_and_foreign_coupons_are_not_found(
     assert invalid.json()["errors"][0]["location"] == "body.order_reference"
     # Still usable after all the refusals.
     assert api_client.get(f"/v1/coupons/{code}", headers=_headers(store)).json()["valid"] is True
+
+
+def test_parallel_uses_of_one_coupon_let_exactly_one_through(
+    live_server: str, live_member: tuple[NewStore, int]
+) -> None:
+    store, customer = live_member
+    headers = {"Authorization": f"Bearer {store.secret_key}"}
+    with httpx.Client(base_url=live_server, headers=headers, timeout=120) as client:
+        client.post(
+            f"/v1/members/{customer}/points",
+            headers={"Idempotency-Key": "fund"},
+            json={"kind": "earn", "points": 500, "reason": "gift"},
+        )
+        code = client.post(
+            f"/v1/members/{customer}/redemptions",
+            headers={"Idempotency-Key": "coupon"},
+            json={"reward": "coupon-5"},
+        ).json()["coupon"]["code"]
+    barrier = threading.Barrier(PARALLEL)
+    responses: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def use(number: int) -> None:
+        with httpx.Client(base_url=live_server, headers=headers, timeout=120) as client:
+            barrier.wait()
+            response = client.post(
+                f"/v1/coupons/{code}/use",
+                headers={"Idempotency-Key": f"use-{number}"},
+                json={"order_reference": f"#{number}"},
+            )
+        with lock:
+            responses.append(response)
+
+    threads = [threading.Thread(target=use, args=(number,)) for number in range(PARALLEL)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [200] + [409] * (PARALLEL - 1), [r.text for r in responses]
+    [winner] = [r.json() for r in responses if r.status_code == 200]
+    refused = [r.json()["detail"] for r in responses if r.status_code == 409]
+    assert all(
+        detail.endswith(f"(order {winner['used_reference']})") and "already used" in detail
+        for detail in refused
+    )
