@@ -192,26 +192,50 @@ class MemberBook:
         details: dict[str, Any] | None = None,
         reverses_entry_id: int | None = None,
     ) -> int:
-        entry_id = repository.insert_entry(
+        """Append an entry; return its id."""
+        return repository.insert_entry(
             self.session,
-            {
-                "store_id": self.store_id,
-                "member_id": self.member_id,
-                "kind": kind,
-                "available_delta": available_delta,
-                "pending_delta": pending_delta,
-                "occurred_at": self.now,
-                "idempotency_key": key,
-                "reason": reason,
-                "order_id": order_id,
-                "reverses_entry_id": reverses_entry_id,
-                "program_version": self.program_version,
-                "details": details or {},
-            },
+            self._entry_row(
+                kind=kind,
+                available_delta=available_delta,
+                pending_delta=pending_delta,
+                key=key,
+                reason=reason,
+                order_id=order_id,
+                details=details,
+                reverses_entry_id=reverses_entry_id,
+            ),
         )
+
+    def _entry_row(
+        self,
+        *,
+        kind: str,
+        available_delta: int,
+        pending_delta: int,
+        key: str,
+        reason: str | None = None,
+        order_id: int | None = None,
+        details: dict[str, Any] | None = None,
+        reverses_entry_id: int | None = None,
+    ) -> dict[str, Any]:
+        """The row of a new entry, whose deltas the balances take at once."""
         self.available += available_delta
         self.pending += pending_delta
-        return entry_id
+        return {
+            "store_id": self.store_id,
+            "member_id": self.member_id,
+            "kind": kind,
+            "available_delta": available_delta,
+            "pending_delta": pending_delta,
+            "occurred_at": self.now,
+            "idempotency_key": key,
+            "reason": reason,
+            "order_id": order_id,
+            "reverses_entry_id": reverses_entry_id,
+            "program_version": self.program_version,
+            "details": details or {},
+        }
 
     def _change_lot(self, lot: Lot, **values: Any) -> None:
         self._lot_changes.setdefault(lot.id, {}).update(values)
@@ -237,7 +261,7 @@ class MemberBook:
         """
         if points <= 0:
             raise ValueError("a credit needs a positive number of points")
-        entry_id = self._entry(
+        entry = self._entry_row(
             kind=kind,
             available_delta=0 if pending else points,
             pending_delta=points if pending else 0,
@@ -254,12 +278,12 @@ class MemberBook:
             expires_at = self.program.expiry.expires_at(self.now)
         if expires_at is not None and expires_at <= self.now:
             self._lots_due = True
-        lot_id = repository.insert_lot(
+        entry_id, lot_id = repository.insert_credit(
             self.session,
+            entry,
             {
                 "store_id": self.store_id,
                 "member_id": self.member_id,
-                "entry_id": entry_id,
                 "source": kind,
                 "order_id": order_id,
                 "amount": points,
@@ -369,22 +393,11 @@ class MemberBook:
         """Debit points the balance covers (checked by the caller) from active lots, soonest-
         expiring first, letting the database pick and consume the lots."""
         self._flush_lots()
-        entry_id = self._entry(
-            kind=kind,
-            available_delta=-points,
-            pending_delta=0,
-            key=key,
-            reason=reason,
+        entry = self._entry_row(
+            kind=kind, available_delta=-points, pending_delta=0, key=key, reason=reason,
             details=details,
-        )
-        taken = repository.consume_spendable(
-            self.session,
-            store_id=self.store_id,
-            member_id=self.member_id,
-            entry_id=entry_id,
-            points=points,
-            now=self.now,
-        )
+        )  # fmt: skip
+        entry_id, taken = repository.insert_spending(self.session, entry, points)
         if sum(take for _, take in taken) != points:
             raise RuntimeError(
                 f"member {self.member_id}: active lots do not cover the balance; run verify"
@@ -695,9 +708,10 @@ def idempotent(
 
     A replay with the same request returns the stored result; with a different request it raises
     IdempotencyKeyReusedError. On PostgreSQL two first attempts with one key may race: the loser's
-    INSERT of the key waits for the winner and then fails, and the savepoint retry finds the
-    winner's result. The work runs in a savepoint: a mutation that fails leaves nothing behind
-    (not even the lapses it settled first), and stores no key, so the key may be tried again.
+    INSERT of the key waits for the winner and then fails, and the retry finds the winner's
+    result. The work runs atomically (`run_atomically`): a mutation that fails leaves nothing
+    behind (not even the lapses it settled first), and stores no key, so the key may be tried
+    again.
     """
     _check_key(key)
     fingerprint = request_hash(request)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     type_coerce,
     update,
 )
@@ -539,32 +540,87 @@ def spendable_lots(
     return [dict(row) for row in rows]
 
 
-def consume_spendable(
-    session: Session, *, store_id: int, member_id: int, entry_id: int, points: int, now: datetime
-) -> list[tuple[int, int]]:
-    """Take `points` from a member's active lots, soonest-expiring first (never-expiring last),
-    for the debit `entry_id`: record each take as a consumption and lower the lots' `remaining`.
+def insert_credit(session: Session, entry: dict[str, Any], lot: dict[str, Any]) -> tuple[int, int]:
+    """Append a credit entry and its lot (whose `entry_id` is filled in); return their ids.
 
-    Two statements whatever the number of lots: the takes are computed in SQL from a running sum
-    over the lots in consumption order. Returns (lot id, points) in that order; the caller checks
-    they add up to `points`. The member must be locked.
+    One statement on PostgreSQL (the entry's INSERT is a CTE the lot's INSERT reads), two on
+    SQLite, where statements cost no round trip.
     """
-    rows = session.execute(
-        _CONSUME_SPENDABLE,
-        {
-            "store": store_id,
-            "member": member_id,
-            "debit": entry_id,
-            "points": points,
-            "now": now,
-        },
-    ).all()
-    session.execute(_LOWER_CONSUMED_LOTS, {"debit": entry_id})
+    if session.get_bind().dialect.name != "postgresql":
+        entry_id = insert_entry(session, entry)
+        return entry_id, insert_lot(session, {**lot, "entry_id": entry_id})
+    parameters = {**_prefixed("entry_", entry), **_prefixed("lot_", lot)}
+    entry_id, lot_id = session.execute(_INSERT_CREDIT, parameters).one()
+    return int(entry_id), int(lot_id)
+
+
+def insert_spending(
+    session: Session, entry: dict[str, Any], points: int
+) -> tuple[int, list[tuple[int, int]]]:
+    """Append a debit entry of `points` and take them from the member's active lots,
+    soonest-expiring first (never-expiring last): each take is recorded as a consumption and
+    lowers its lot's `remaining`.
+
+    The takes are computed in SQL from a running sum over the lots in consumption order, however
+    many lots it takes: one statement on PostgreSQL (entry, consumptions and lots in CTEs), three
+    on SQLite. Returns the entry id and the (lot id, points) taken, in consumption order; the
+    caller checks they add up to `points`, and must hold the member's lock.
+    """
+    parameters = {
+        "store": entry["store_id"],
+        "member": entry["member_id"],
+        "points": points,
+        "now": entry["occurred_at"],
+    }
+    rows: list[tuple[Any, ...]]
+    if session.get_bind().dialect.name != "postgresql":
+        entry_id = insert_entry(session, entry)
+        found = session.execute(_CONSUME_SPENDABLE, {**parameters, "debit": entry_id})
+        rows = [tuple(row) for row in found]
+        session.execute(_LOWER_CONSUMED_LOTS, {"debit": entry_id})
+    else:
+        found = session.execute(_INSERT_SPENDING, {**parameters, **_prefixed("entry_", entry)})
+        joined = [tuple(row) for row in found]  # (entry id, consumption id, lot id, amount)
+        entry_id = int(joined[0][0])
+        rows = [row[1:] for row in joined if row[1] is not None]
     # Consumption ids follow the insert order, which is the order of consumption.
-    return [(int(lot_id), int(amount)) for _, lot_id, amount in sorted(rows)]
+    return entry_id, [(int(lot_id), int(amount)) for _, lot_id, amount in sorted(rows)]
 
 
-def _consume_spendable_statement() -> Any:
+def _prefixed(prefix: str, row: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}{name}": value for name, value in row.items()}
+
+
+_ENTRY_COLUMNS = [
+    "store_id", "member_id", "kind", "available_delta", "pending_delta", "occurred_at",
+    "idempotency_key", "reason", "order_id", "reverses_entry_id", "program_version", "details",
+]  # fmt: skip
+_CREDIT_LOT_COLUMNS = [
+    "store_id", "member_id", "source", "order_id", "amount", "remaining", "created_at",
+    "activates_at", "activated_at", "expires_at",
+]  # fmt: skip
+
+
+def _new_entry_cte() -> Any:
+    """INSERT of an entry from `entry_…` parameters, returning its id, as a CTE."""
+    values: dict[str, Any] = {name: bindparam(f"entry_{name}") for name in _ENTRY_COLUMNS}
+    return insert(entries).values(values).returning(entries.c.id).cte("new_entry")
+
+
+def _insert_credit_statement() -> Any:
+    entry = _new_entry_cte()
+    lot_values = [bindparam(f"lot_{name}", type_=lots.c[name].type) for name in _CREDIT_LOT_COLUMNS]
+    return (
+        insert(lots)
+        .from_select([*_CREDIT_LOT_COLUMNS, "entry_id"], select(*lot_values, entry.c.id))
+        .returning(lots.c.entry_id, lots.c.id)
+    )
+
+
+def _takes(debit: Any, entry: Any = None) -> Any:
+    """The consumption rows that take `points` from member `member`'s active lots for the debit
+    entry `debit` (a column of the one-row `entry`, when given), soonest-expiring first,
+    never-expiring last."""
     fifo = (lots.c.expires_at.is_(None), lots.c.expires_at, lots.c.id)
     spendable = (
         select(
@@ -585,27 +641,27 @@ def _consume_spendable_statement() -> Any:
         (spendable.c.before + spendable.c.remaining <= points, spendable.c.remaining),
         else_=points - spendable.c.before,
     )
-    takes = (
+    return (
         select(
             bindparam("store", type_=BigInteger()),
             bindparam("member", type_=BigInteger()),
-            bindparam("debit", type_=BigInteger()),
+            debit,
             spendable.c.id,
             take,
             bindparam("now", type_=UTCDateTime()),
         )
+        .select_from(spendable if entry is None else spendable.join(entry, true()))
         .where(spendable.c.before < points)
         .order_by(spendable.c.position)
     )
-    columns = ["store_id", "member_id", "entry_id", "lot_id", "amount", "consumed_at"]
-    return (
-        insert(consumptions)
-        .from_select(columns, takes)
-        .returning(consumptions.c.id, consumptions.c.lot_id, consumptions.c.amount)
-    )
 
 
-_CONSUME_SPENDABLE = _consume_spendable_statement()
+_CONSUMPTION_COLUMNS = ["store_id", "member_id", "entry_id", "lot_id", "amount", "consumed_at"]
+_CONSUME_SPENDABLE = (
+    insert(consumptions)
+    .from_select(_CONSUMPTION_COLUMNS, _takes(bindparam("debit", type_=BigInteger())))
+    .returning(consumptions.c.id, consumptions.c.lot_id, consumptions.c.amount)
+)
 _this_debit = consumptions.c.entry_id == bindparam("debit", type_=BigInteger())
 _LOWER_CONSUMED_LOTS = (
     update(lots)
@@ -617,6 +673,32 @@ _LOWER_CONSUMED_LOTS = (
         .scalar_subquery()
     )
 )
+
+
+def _insert_spending_statement() -> Any:
+    entry = _new_entry_cte()
+    taken = (
+        insert(consumptions)
+        .from_select(_CONSUMPTION_COLUMNS, _takes(entry.c.id, entry))
+        .returning(consumptions.c.id, consumptions.c.lot_id, consumptions.c.amount)
+        .cte("taken")
+    )
+    lowered = (
+        update(lots)
+        .where(lots.c.id == taken.c.lot_id)
+        .values(remaining=lots.c.remaining - taken.c.amount)
+        .returning(lots.c.id)
+        .cte("lowered")
+    )
+    return (
+        select(entry.c.id, taken.c.id, taken.c.lot_id, taken.c.amount)
+        .select_from(entry.outerjoin(taken, true()))
+        .add_cte(lowered)
+    )
+
+
+_INSERT_CREDIT = _insert_credit_statement()
+_INSERT_SPENDING = _insert_spending_statement()
 
 
 def lots_of_orders(session: Session, store_id: int, order_ids: Sequence[int]) -> list[dict]:

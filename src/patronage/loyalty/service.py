@@ -1,7 +1,8 @@
 """Member operations the doors call: read a member, earn, adjust, award actions, redeem.
 
-Every mutation takes an idempotency key and runs through `ledger.idempotent`; the member row is
-locked for the whole of it (see `ledger`). Services never commit.
+Every mutation takes an idempotency key and runs through `ledger.mutate_member`, which locks the
+member row for the whole of it and reads the program and the key in the same statement (see
+`ledger`). Services never commit.
 """
 
 from __future__ import annotations
@@ -552,8 +553,8 @@ def change_points_many(
     mutation: the program and every key are read in one query each, all members are locked in
     one statement (member id order), keys are recorded in one insert. A replayed key returns its
     first result; a key reused with another request, an overdraft or an unknown customer fails
-    the whole batch (it runs in a savepoint: nothing is written). Bonus actions are not batched
-    (use `change_points`).
+    the whole batch (it runs atomically, see `ledger.run_atomically`: nothing is written). Bonus
+    actions are not batched (use `change_points`).
     """
     moment = now or utcnow()
     if not requests:
