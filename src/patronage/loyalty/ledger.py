@@ -180,32 +180,9 @@ class MemberBook:
 
     # ---- writing -------------------------------------------------------------------------------
 
-    def _entry(
-        self,
-        *,
-        kind: str,
-        available_delta: int,
-        pending_delta: int,
-        key: str,
-        reason: str | None = None,
-        order_id: int | None = None,
-        details: dict[str, Any] | None = None,
-        reverses_entry_id: int | None = None,
-    ) -> int:
-        """Append an entry; return its id."""
-        return repository.insert_entry(
-            self.session,
-            self._entry_row(
-                kind=kind,
-                available_delta=available_delta,
-                pending_delta=pending_delta,
-                key=key,
-                reason=reason,
-                order_id=order_id,
-                details=details,
-                reverses_entry_id=reverses_entry_id,
-            ),
-        )
+    def _entry(self, **fields: Any) -> int:
+        """Append an entry (the fields of `_entry_row`); return its id."""
+        return repository.insert_entry(self.session, self._entry_row(**fields))
 
     def _entry_row(
         self,
@@ -721,16 +698,7 @@ def idempotent(
         found = repository.find_idempotency(session, store_id, key)
         if found is not None:
             return _replay(key, fingerprint, found), True
-        response = work()
-        repository.insert_idempotency(
-            session,
-            store_id=store_id,
-            key=key,
-            request_hash=fingerprint,
-            response=response,
-            now=moment,
-        )
-        return response, False
+        return _performed(session, store_id, key, fingerprint, work(), moment)
 
     return run_atomically(session, attempt)
 
@@ -809,17 +777,24 @@ def mutate_member(
             )
             currency, timezone = row["base_currency"], row["timezone"]
         response = work(Opened(book, program, version, currency, timezone))
-        repository.insert_idempotency(
-            session,
-            store_id=store_id,
-            key=key,
-            request_hash=fingerprint,
-            response=response,
-            now=now,
-        )
-        return response, False
+        return _performed(session, store_id, key, fingerprint, response, now)
 
     return run_atomically(session, attempt)
+
+
+def _performed(
+    session: Session,
+    store_id: int,
+    key: str,
+    fingerprint: str,
+    response: dict[str, Any],
+    now: datetime,
+) -> tuple[dict[str, Any], bool]:
+    """Record a performed request's key with its result; return (the result, not a replay)."""
+    repository.insert_idempotency(
+        session, store_id=store_id, key=key, request_hash=fingerprint, response=response, now=now
+    )
+    return response, False
 
 
 def _check_key(key: str) -> None:
