@@ -99,19 +99,22 @@ def test_a_failing_job_is_retried_with_a_growing_delay(
     assert worker.huey.scheduled_count() == 0  # retries spent: given up, and logged
 
 
-def test_enqueue_rescore_queues_one_task_with_the_customers(
+def test_enqueue_rescore_schedules_one_task_with_the_customers_after_the_delay(
     redis_url: str, redis_queue_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from patronage.worker.tasks import enqueue_rescore, get_worker
 
     monkeypatch.setenv("PATRONAGE_QUEUE_URL", redis_url)
     monkeypatch.setenv("PATRONAGE_QUEUE_NAME", redis_queue_name)
+    monkeypatch.setenv("PATRONAGE_RESCORE_DELAY_SECONDS", "90")
     get_worker.cache_clear()
     try:
         changed_at = datetime(2026, 6, 1, tzinfo=UTC)
+        before = datetime.now(UTC).replace(tzinfo=None)
         enqueue_rescore(5, [3, 1, 3], changed_at=changed_at)
         enqueue_rescore(5, [])  # nothing changed: nothing queued
-        [task] = get_worker().huey.pending()
+        [task] = get_worker().huey.pending()  # a worker that takes it early puts it aside
         assert (task.name, task.args) == ("patronage.rescore_customers", (5, [1, 3], changed_at))
+        assert task.eta >= before + timedelta(seconds=89)
     finally:
         get_worker.cache_clear()

@@ -23,6 +23,7 @@ class WorkerSettings(BaseSettings):
     rescore_hour: int = Field(3, ge=0, le=23)
     tiers_hour: int = Field(1, ge=0, le=23)
     lock_ttl_seconds: int = Field(6 * 3600, ge=60)
+    rescore_delay_seconds: int = Field(60, ge=0)
     result_ttl_seconds: int = Field(86_400, ge=60)
 
     def resolved_queue_url(self) -> str:

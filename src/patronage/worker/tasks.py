@@ -125,7 +125,13 @@ def enqueue_rescore(
 
     Call it after the commit that recorded the orders (their kept aggregates are refreshed in
     that transaction by `orders.service.upsert_orders`): a rolled-back change queues nothing.
+    The task runs PATRONAGE_RESCORE_DELAY_SECONDS later, so a burst of orders in that time is
+    covered by its first scoring and the others find nothing to do.
     """
     wanted = sorted({customer_id for customer_id in customer_ids if customer_id is not None})
     if wanted:
-        get_worker().rescore_customers(store_id, wanted, changed_at or utcnow())
+        worker = get_worker()
+        worker.rescore_customers.schedule(
+            args=(store_id, wanted, changed_at or utcnow()),
+            delay=worker.settings.rescore_delay_seconds,
+        )
