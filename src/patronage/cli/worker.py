@@ -105,7 +105,7 @@ def jobs_list(as_json: JsonOption = False) -> None:
         where = describe_queue(get_worker().huey)
     except PatronageError as error:
         where = f"not usable: {error.detail}"
-    console.print(f"queue: {where}")
+    console.print(f"queue: {where}", soft_wrap=True)
 
 
 @jobs_app.command("run")
@@ -148,11 +148,13 @@ def jobs_run(
             failed += 1
             results.append({"job": name, "store_id": store_id, "error": error.detail})
             if not as_json:
-                errors.print(f"[bold red]error:[/] {name} store {store_id}: {error.detail}")
+                errors.print(
+                    f"[bold red]error:[/] {name} store {store_id}: {error.detail}", soft_wrap=True
+                )
             continue
         results.append(result.as_dict())
         if not as_json:
-            console.print(result.text())
+            console.print(result.text(), soft_wrap=True)
     if as_json:
         print_json(results)
     elif not store_ids:
