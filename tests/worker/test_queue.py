@@ -55,7 +55,7 @@ def test_the_dispatcher_enqueues_the_jobs_due_in_the_stores_hour(
 
 
 def test_the_dispatcher_wakes_at_minute_zero_of_every_utc_hour(worker: Worker) -> None:
-    wakes = worker.dispatch.task_class.validate_datetime
+    wakes = worker.dispatch.task_class().validate_datetime
     day = [datetime(2026, 6, 1, hour, minute) for hour in range(24) for minute in range(60)]
     assert [at for at in day if wakes(at)] == [datetime(2026, 6, 1, hour) for hour in range(24)]
     assert worker.huey.utc  # huey hands the scheduler UTC times
