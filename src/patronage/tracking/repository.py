@@ -55,16 +55,27 @@ def _one_of(session: Session, column: Any, values: Iterable[str]) -> ColumnEleme
     return column.in_(select(elements.table_valued("value").c.value))
 
 
+def _driver_in(session: Session, values: Iterable[str]) -> tuple[str, str, Any]:
+    """The placeholder, an `IN` clause and its one parameter for matching many strings.
+
+    The intake's per-transaction look-ups go to the driver as plain SQL: SQLAlchemy's statement
+    and result handling were about a third of their cost.
+    """
+    listed = sorted(set(values))
+    if session.get_bind().dialect.name == "postgresql":
+        return "%s", "= ANY(%s)", listed
+    return "?", "IN (SELECT value FROM json_each(?))", orjson.dumps(listed).decode()
+
+
 def existing_message_ids(session: Session, store_id: int, message_ids: Iterable[str]) -> set[str]:
     """Return which of these message ids the store already holds."""
-    return set(
-        session.scalars(
-            select(events_table.c.message_id).where(
-                events_table.c.store_id == store_id,
-                _one_of(session, events_table.c.message_id, message_ids),
-            )
-        )
+    mark, membership, listed = _driver_in(session, message_ids)
+    rows = session.connection().exec_driver_sql(
+        f"SELECT message_id FROM {events_table.name} "
+        f"WHERE store_id = {mark} AND message_id {membership}",
+        (store_id, listed),
     )
+    return {message_id for (message_id,) in rows}
 
 
 EVENT_COLUMNS = ("store_id", "message_id", "type", "name", "customer_id", "user_id",
@@ -113,14 +124,14 @@ def find_identities(
     wanted = set(keys)
     if not wanted:
         return {}
-    rows = session.execute(
-        select(identities_table.c.kind, identities_table.c.value, identities_table.c.customer_id)
-        .where(
-            identities_table.c.store_id == store_id,
-            identities_table.c.kind.in_(sorted({kind for kind, _ in wanted})),
-            _one_of(session, identities_table.c.value, (value for _, value in wanted)),
-        )
-    )  # fmt: skip
+    kinds = sorted({kind for kind, _ in wanted})
+    mark, membership, listed = _driver_in(session, (value for _, value in wanted))
+    rows = session.connection().exec_driver_sql(
+        f"SELECT kind, value, customer_id FROM {identities_table.name} "
+        f"WHERE store_id = {mark} AND kind IN ({', '.join([mark] * len(kinds))}) "
+        f"AND value {membership}",
+        (store_id, *kinds, listed),
+    )
     return {
         (kind, value): customer_id for kind, value, customer_id in rows if (kind, value) in wanted
     }
