@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import ibis
 import pyarrow as pa
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
 
-from patronage.analytics.engines import DuckDBEngine, arrow_table
+from patronage.analytics.engines import DuckDBEngine, arrow_table, export_store_tables
 from patronage.analytics.scoring import REVENUE_STATUSES, SCHEMAS, revenue_orders
+from patronage.customers.models import Customer
+from patronage.db.base import table_of
+from patronage.orders.models import Order
+from patronage.stores.service import create_store
+from patronage.tracking.models import Event
+from tests.analytics.analytics_fixture import FixtureStore
+from tests.analytics.test_scoring import fixture_store, frozen_clock  # noqa: F401 - fixtures
 
 STATUSES = ["paid", "placed", None, "o'dd", "refunded", "cancelled", "returned", "delivered"]
 
@@ -59,3 +69,65 @@ def test_paid_orders_are_the_same_with_the_enum() -> None:
         ).count().to_pyarrow().as_py() == len(expected)
     finally:
         engine.close()
+
+
+def test_the_export_reads_what_the_database_holds(
+    session: Session,
+    fixture_store: FixtureStore,  # noqa: F811
+) -> None:
+    store = fixture_store.store
+    awkward = ["", 'a,"b"\nc', None]  # empty text, CSV quoting and a newline, NULL
+    session.execute(
+        insert(table_of(Event)),
+        [
+            {
+                "store_id": store.id,
+                "message_id": f"awkward{index}",
+                "type": "track",
+                "name": "Page Viewed",
+                "customer_id": None,
+                "anonymous_id": value,
+                "occurred_at": datetime(2026, 6, 1, 8, 30, 15, 123456, tzinfo=UTC),
+                "received_at": datetime(2026, 6, 1, 8, 30, 15, tzinfo=UTC),
+                "source": "test",
+                "properties": {},
+                "context": {},
+            }
+            for index, value in enumerate(awkward)
+        ],
+    )
+    exported = export_store_tables(session, store.id)
+    for name, model in (("orders", Order), ("customers", Customer), ("events", Event)):
+        columns = list(SCHEMAS[name].names)
+        rows = session.execute(
+            select(*(getattr(model, column) for column in columns)).where(
+                model.store_id == store.id
+            )
+        ).all()
+        expected = sorted((tuple(_plain(value) for value in row) for row in rows), key=repr)
+        table = exported[name]
+        got = sorted(
+            zip(*(table.column(column).to_pylist() for column in columns), strict=True), key=repr
+        )
+        assert got == expected, name
+    anonymous = exported["events"].column("anonymous_id").to_pylist()
+    assert "" in anonymous and 'a,"b"\nc' in anonymous and None in anonymous
+
+
+def test_an_empty_store_exports_empty_tables(session: Session) -> None:
+    store = create_store(
+        session, name="Empty", base_currency="USD", timezone="UTC", markets=[]
+    ).store
+    exported = export_store_tables(session, store.id)
+    for name, table in exported.items():
+        assert table.num_rows == 0
+        assert table.schema == SCHEMAS[name].to_pyarrow()
+
+
+def _plain(value: object) -> object:
+    """ORM values as the export gives them: naive UTC times, integer money units."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(value, Decimal):
+        return int(value.scaleb(4))
+    return value
