@@ -106,6 +106,12 @@ def test_a_failing_job_is_retried_with_a_growing_delay(
     assert worker.huey.scheduled_count() == 0  # retries spent: given up, and logged
 
 
+def test_a_domain_error_is_not_retried(worker: Worker) -> None:
+    worker.run_job("rescore", 987_654)  # no such store: every retry would fail the same way
+    worker.huey.execute(worker.huey.dequeue())
+    assert len(worker.huey) == 0 and worker.huey.scheduled_count() == 0
+
+
 def test_enqueue_rescore_schedules_one_task_with_the_customers_after_the_delay(
     redis_url: str, redis_queue_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

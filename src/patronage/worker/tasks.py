@@ -10,10 +10,11 @@ from functools import lru_cache
 from typing import Any
 
 from huey import crontab
-from huey.exceptions import RetryTask
+from huey.exceptions import CancelExecution, RetryTask
 from sqlalchemy import Engine
 
 from patronage.db.session import session_scope
+from patronage.errors import PatronageError
 from patronage.kit.clock import utcnow
 from patronage.worker import jobs
 from patronage.worker.queue import create_queue
@@ -77,6 +78,8 @@ def build_worker(settings: WorkerSettings, engine: Engine | None = None) -> Work
             # Wait for the holder without spending a retry: RetryTask keeps the count.
             logger.info("%s; trying again in %d s", error.detail, LOCKED_DELAY_SECONDS)
             raise RetryTask(delay=LOCKED_DELAY_SECONDS) from error
+        except PatronageError as error:
+            raise _refused(name, store_id, error) from error
         logger.info(result.text())
         return result.as_dict()
 
@@ -101,6 +104,8 @@ def build_worker(settings: WorkerSettings, engine: Engine | None = None) -> Work
         except jobs.JobLockedError as error:
             logger.info("%s; trying again in %d s", error.detail, LOCKED_DELAY_SECONDS)
             raise RetryTask(delay=LOCKED_DELAY_SECONDS) from error
+        except PatronageError as error:
+            raise _refused("rescore-customers", store_id, error) from error
         logger.info(result.text())
         return result.as_dict()
 
@@ -110,6 +115,12 @@ def build_worker(settings: WorkerSettings, engine: Engine | None = None) -> Work
 
     worker = Worker(huey, settings, engine, run_job, rescore_customers, dispatch)
     return worker
+
+
+def _refused(job: str, store_id: int, error: PatronageError) -> CancelExecution:
+    """A domain error (no such store, a bad program) would repeat on every retry: stop."""
+    logger.error("%s store %d refused: %s (not retried)", job, store_id, error.detail)
+    return CancelExecution(error.detail, retry=False)
 
 
 @lru_cache(maxsize=1)
