@@ -50,7 +50,7 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 CHUNK_SIZE = 2_000
 CATCH_UP_SIZE = 20_000  # orders per transaction of the loyalty catch-up after an import
 _CACHE_SIZE = 65_536  # entries of a cache of parsed cells before it starts afresh
-_IMPORT_GC_THRESHOLD = 50_000  # allocations between collections of the youngest generation
+_IMPORT_GC_THRESHOLD = 500_000  # allocations between collections of the youngest generation
 ASCII_COMPATIBLE = {"utf-8", "utf-8-sig", "utf8", "latin-1", "latin1", "iso-8859-1", "cp1252",
                     "windows-1252", "ascii"}  # fmt: skip
 TRUE_WORDS = frozenset({"yes", "true", "y", "1", "t"})
