@@ -75,6 +75,16 @@ def test_points_went_through_every_state(engine: Engine, demo: DemoSummary) -> N
             )
         )
         assert soon
+        stages = Counter(
+            payload["days_before"]
+            for payload in session.scalars(
+                select(LoyaltyNotice.payload).where(
+                    LoyaltyNotice.store_id == demo.store_id,
+                    LoyaltyNotice.kind == "points_expiring",
+                )
+            )
+        )
+        assert stages[30] and stages[7] and stages[1], stages  # three reminders before a lapse
     assert membership["pending_notices"].get("points_expiring", 0) > 0
 
 

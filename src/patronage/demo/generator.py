@@ -148,6 +148,7 @@ PROMOTIONS: dict[str, tuple[str, str]] = {
     "chuseok": ("CHUSEOK", "0.10"),
 }  # fmt: skip
 
+WARRANTY_CLAIM_SHARE = 0.05  # delivered orders with an item under warranty that fails later
 RETURN_REASONS = ("wrong size", "not as described", "changed mind", "damaged in transit",
                   "defective")  # fmt: skip
 GOODWILL_REASONS = ("damaged item kept", "missing accessory", "packaging damaged")
@@ -856,6 +857,8 @@ class DemoSimulation:
             if late and late_cause:
                 order.attributes["delay_reason"] = late_cause
             refunds.extend(self._after_sales(rng, order, delivered, late))
+            if not refunds:
+                refunds.extend(self._warranty_claim(order, delivered))
         timeline = timeline_of(
             order,
             paid=paid,
@@ -866,6 +869,32 @@ class DemoSimulation:
         )
         self._timelines[order.external_id] = timeline
         cut_at(order, timeline, self.as_of_moment)
+
+    def _warranty_claim(self, order: OrderIn, delivered: datetime) -> list[RefundIn]:
+        """An item under warranty that fails months after delivery is refunded, one unit.
+
+        Long after the return window, so its points may already be spent. Drawn from a stream
+        of the order's own, so that adding claims left every other draw as it was.
+        """
+        covered = [
+            line
+            for line in order.lines
+            if line.sku and (PRODUCTS_BY_SKU[line.sku].warranty_days or 0) > 60
+        ]
+        if not covered:
+            return []
+        rng = random.Random(f"warranty:{self.seed}:{order.external_id}")
+        if rng.random() >= WARRANTY_CLAIM_SHARE:
+            return []
+        line = rng.choice(covered)
+        warranty = PRODUCTS_BY_SKU[line.sku or ""].warranty_days or 0
+        goods = order.total - order.shipping
+        subtotal = order.subtotal or Decimal(1)
+        amount = min(quantize(line.unit_price * goods / subtotal, order.currency), order.total)
+        if amount <= 0:
+            return []
+        claimed = delivered + timedelta(days=rng.uniform(45, warranty))
+        return [RefundIn(f"{order.external_id}-W1", amount, claimed, "defective under warranty")]
 
     def _after_new_year_break(
         self, rng: random.Random, start: datetime, shipped: datetime

@@ -33,7 +33,7 @@ from patronage.kit.money import quantize
 from patronage.loyalty import service
 from patronage.loyalty.models import Coupon, LoyaltyMember, LoyaltyNotice, Referral
 from patronage.loyalty.orders import activate_due, evaluate_tiers, expire_due
-from patronage.loyalty.program import current_program
+from patronage.loyalty.program import Program, current_program
 from patronage.loyalty.referrals import record_referral, referral_code
 from patronage.loyalty.rewards import use_coupon
 from patronage.loyalty.schemas import PointsIn, RedemptionIn
@@ -88,6 +88,13 @@ class ReplaySummary:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+def current_program_of(engine: Engine, store_id: int) -> Program | None:
+    """The store's program in force, if any."""
+    with session_scope(engine) as session:
+        found = current_program(session, store_id)
+    return found[1] if found else None
+
+
 def month_steps(start: date, as_of: datetime) -> list[datetime]:
     """The first moment of every month after `start` up to `as_of`, and `as_of` itself."""
     steps = []
@@ -123,6 +130,8 @@ class HistoryReplay:
         self.orders = orders
         self.steps = list(steps)
         self.summary = ReplaySummary()
+        program = current_program_of(engine, store.id)
+        self.reminder_days = program.expiry.reminder_days if program else []
         self._coupons: dict[int, tuple[str, datetime]] = {}  # member position -> unused coupon
         self._earlier_buyers: list[int] = []  # positions of members who had ordered, in order
         self._changes: dict[int, list[int]] = defaultdict(list)  # step -> order positions
@@ -159,6 +168,7 @@ class HistoryReplay:
 
     def _step(self, session: Session, index: int, previous: datetime, now: datetime) -> None:
         placed = self._placed.get(index, [])
+        self._late_reminders(session, previous, now)
         self._consume_notices(session, now)
         self._referrals(session, placed, previous)
         changed = [
@@ -185,6 +195,18 @@ class HistoryReplay:
             customer = self.orders[position].customer
             if self.members[customer].first_order_at == self.orders[position].order.placed_at:
                 self._earlier_buyers.append(customer)
+
+    def _late_reminders(self, session: Session, previous: datetime, now: datetime) -> None:
+        """The reminders a daily job would have sent in the days before this step.
+
+        Points lapse on any day, but the replay moves a month at a time: the expiry job also
+        runs 30, 7 and 1 days before each step (when that is after the previous one), so the
+        reminders of the month go out and are taken by the flows before the step.
+        """
+        for days in sorted(self.reminder_days, reverse=True):
+            moment = now - timedelta(days=days)
+            if previous < moment:
+                expire_due(session, self.store.id, moment)
 
     def _consume_notices(self, session: Session, now: datetime) -> None:
         """The flows took the notices queued earlier (reminders sent, tier changes announced)."""
