@@ -269,3 +269,29 @@ def test_two_writers_racing_on_the_same_new_users_both_succeed(
     for event in events:
         customers_by_user.setdefault(event["user_id"], set()).add(event["customer_id"])
     assert all(len(customers) == 1 for customers in customers_by_user.values())
+
+
+def test_the_same_batch_sent_to_two_writers_at_once_is_stored_once(
+    engine: Engine, committed_store: NewStore
+) -> None:
+    # given two writers (as in two API processes) that receive the same batches at the same time
+    from datetime import UTC, datetime
+
+    from patronage.tracking import routes
+    from patronage.tracking.intake import Delivery
+
+    writers = [routes.IntakeWriter(engine), routes.IntakeWriter(engine)]
+    store_id, now = committed_store.store.id, datetime.now(UTC)
+    futures = []
+    for round_number in range(5):
+        batch = [_page(f"same-{round_number}-{number}") for number in range(50)]
+        for writer in writers:
+            futures.append(writer.submit(store_id, Delivery(batch, None, now)))
+    # then every request succeeds (the loser of a race on a message id runs again) ...
+    for future in futures:
+        future.result(30)
+    # ... and each message is stored once
+    message_ids = [event["message_id"] for event in stored_events(engine, store_id)]
+    assert sorted(message_ids) == sorted(
+        f"same-{round_number}-{number}" for round_number in range(5) for number in range(50)
+    )

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from patronage.customers.models import CustomerIdentity
 from patronage.db.base import table_of
-from patronage.db.bulk import bulk_insert_ignoring_conflicts
+from patronage.db.bulk import bulk_insert
 from patronage.orders.models import Order
 from patronage.tracking.models import Event
 
@@ -102,7 +102,14 @@ _JSON_POSITIONS = tuple(
 
 
 def insert_events(session: Session, rows: Sequence[Sequence[Any]]) -> None:
-    """Insert event rows (values in EVENT_COLUMNS order) in bulk, skipping stored message ids."""
+    """Insert event rows (values in EVENT_COLUMNS order) in bulk: COPY on PostgreSQL.
+
+    The rows must hold no message id the store already has: the intake leaves out those that
+    `existing_message_ids` found in the same transaction. A concurrent writer storing one of them
+    meanwhile makes this fail with IntegrityError, and the intake writer runs the transaction
+    again (its look-up then sees that message). COPY cannot skip conflicts, and is about a third
+    faster than an `INSERT … ON CONFLICT DO NOTHING` a row.
+    """
     if not rows:
         return
     dumps = orjson.dumps
@@ -112,9 +119,7 @@ def insert_events(session: Session, rows: Sequence[Sequence[Any]]) -> None:
         for position in _JSON_POSITIONS:
             values[position] = dumps(values[position]).decode()
         prepared.append(values)
-    bulk_insert_ignoring_conflicts(
-        session, _insert_table, EVENT_COLUMNS, prepared, keys=("store_id", "message_id")
-    )
+    bulk_insert(session, _insert_table, EVENT_COLUMNS, prepared)
 
 
 def find_identities(
