@@ -130,6 +130,25 @@ def test_referral_code_referrals_and_fraud_blocks(
     assert unknown_code.status_code == 404
     assert unknown_code.json()["detail"] == "no member has referral code 'RZZZZZZZ'"
 
+    invalid = api_client.post(
+        "/v1/referrals", headers=_headers(store, "ref-4"), json={"customer_id": 0, "extra": 1}
+    )
+    assert invalid.status_code == 422 and invalid.headers["content-type"].startswith(PROBLEM)
+    assert {error["location"] for error in invalid.json()["errors"]} == {
+        "body.code",
+        "body.customer_id",
+        "body.extra",
+    }
+    keyless = api_client.post("/v1/referrals", headers=_headers(store), json=body)
+    assert keyless.status_code == 400
+    other = _other_store(engine)
+    with session_scope(engine) as session:
+        from patronage.loyalty.program import default_program, set_program
+
+        set_program(session, other.store.id, default_program(), source="test")
+    foreign = api_client.post("/v1/referrals", headers=_headers(other, "ref-1"), json=body)
+    assert foreign.status_code == 404 and foreign.headers["content-type"].startswith(PROBLEM)
+
     listing = api_client.get(f"/v1/members/{referrer}/referral", headers=_headers(store)).json()
     assert listing["counts"] == {"pending": 1, "rewarded": 0, "blocked": 1}
     assert [(r["referred_customer_id"], r["status"]) for r in listing["referrals"]] == [
