@@ -8,10 +8,11 @@ prints one JSON object (the fields of `benchmarks.common.Result`).
 - `service`: N ledger mutations (alternating earns and debits) through `loyalty.service`, each in
   its own committed transaction (or `--batch B` per transaction through `change_points_many`), by
   W worker processes of T threads, each thread with its own connection, like the request threads
-  of a server (default 2 x 4 on PostgreSQL, 1 x 2 on SQLite). Without `--contention` each thread
-  has its own members, enrolled before the clock starts; with it every mutation hits the same
-  member (its row lock serialises them). The note gives the client's CPU per mutation and, on
-  PostgreSQL, the CPU of the database backends serving the threads.
+  of a server (default 2 x 4 on PostgreSQL; on SQLite, whose writers queue for one lock, 1 x 1,
+  or 1 x 2 with contention). Without `--contention` each thread has its own members, enrolled
+  before the clock starts; with it every mutation hits the same member (its row lock serialises
+  them). The note gives the client's CPU per mutation and, on PostgreSQL, the CPU of the
+  database backends serving the threads.
 - `api`: the same through `POST /v1/members/{id}/points` on a uvicorn server in another process,
   W client threads; the note gives the server process's CPU per mutation.
 - `verify`: N members with three entries, two lots and one consumption each are bulk-loaded (not
@@ -596,7 +597,11 @@ def main() -> None:
     postgres = arguments.backend == "postgresql"
     if arguments.case == "service":
         workers = arguments.workers or (DEFAULT_PROCESSES if postgres else 1)
-        threads = arguments.threads or (DEFAULT_THREADS if postgres else 2)
+        # SQLite has one writer at a time: more threads only wait in its busy handler, so they
+        # are used where concurrency is the point (contention on one member).
+        threads = arguments.threads or (
+            DEFAULT_THREADS if postgres else (2 if arguments.contention else 1)
+        )
     else:
         workers, threads = arguments.workers or (4 if postgres else 2), 1
     result = measure(
