@@ -571,8 +571,8 @@ def main() -> None:
         speedup = baseline_timing.seconds / seconds if seconds else float("inf")
         cpu_ratio = baseline_timing.cpu / timing.cpu if timing.cpu else float("inf")
         note = (note + "; " if note else "") + (
-            f"pandas in this process: {baseline_timing} ({speedup:.1f}x wall, "
-            f"{cpu_ratio:.1f}x CPU); "
+            f"pandas in this process: {baseline_timing} ({speedup:.2g}x wall, "
+            f"{cpu_ratio:.2g}x CPU); "
             f"same results as pandas: {'yes' if same else 'NO'}"
         )
         if factor:
