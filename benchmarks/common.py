@@ -32,6 +32,8 @@ class Result:
     target: str = ""  # e.g. "≥ 50,000 rows/s"
     met: bool | None = None  # whether the target was met (None: no target for this line)
     note: str = ""
+    measured_at: str = ""  # UTC time of the run that measured this line (set by benchmarks.run)
+    size: str = ""  # "quick" or "full" (set by benchmarks.run)
 
     @property
     def rate(self) -> float:

@@ -11,7 +11,7 @@ import json
 import platform
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -131,7 +131,11 @@ def run_case(case: Case, quick: bool) -> Result:
         sys.stderr.write(completed.stderr)
         raise SystemExit(f"benchmark failed: {' '.join(command)}")
     last_line = completed.stdout.strip().splitlines()[-1]
-    result = Result(**json.loads(last_line))
+    result = replace(
+        Result(**json.loads(last_line)),
+        measured_at=f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        size="quick" if quick else "full",
+    )
     print(f"  {result.rate:,.0f} {result.unit}/s in {result.seconds:.2f} s, "
           f"peak {result.peak_mb:,.0f} MiB", flush=True)  # fmt: skip
     return result
@@ -142,10 +146,11 @@ def render(results: list[Result], quick: bool) -> str:
     lines = [
         "# Benchmarks",
         "",
-        "Produced by `make bench` (`python -m benchmarks.run`); every line of a table was measured "
+        "Produced by `make bench` (`python -m benchmarks.run`); every line of one table was measured "
         "in the same run on the same machine, each case in its own process.",
         "",
-        f"- run at: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (quick sizes)' if quick else ''}",
+        f"- written at: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; each section says when its lines "
+        "were measured and at which sizes (`--only` re-runs some sections and keeps the others)",
         f"- machine: {platform.machine()}, {_cpu_count()} cores, "
         f"Python {platform.python_version()}",
         "",
@@ -154,8 +159,12 @@ def render(results: list[Result], quick: bool) -> str:
     for result in results:
         by_benchmark.setdefault(result.benchmark, []).append(result)
     for benchmark, group in by_benchmark.items():
+        runs = sorted({f"{r.measured_at or 'an earlier run'} ({r.size or 'size not recorded'})"
+                       for r in group})  # fmt: skip
         lines += [
             f"## {benchmark}",
+            "",
+            f"Measured: {'; '.join(runs)}.",
             "",
             "| variant | backend | items | seconds | rate | peak memory | target | met |",
             "|---|---|---:|---:|---:|---:|---|---|",
@@ -172,12 +181,14 @@ def render(results: list[Result], quick: bool) -> str:
 
 
 def _merge_with_previous(path: Path, fresh: list[Result]) -> list[Result]:
-    """Keep the previous run's lines for benchmarks not re-run now (`--only`)."""
+    """Keep the previous run's lines for benchmarks not re-run now (`--only`), in their order."""
     cache = path.with_suffix(".json")
     previous = [Result(**row) for row in json.loads(cache.read_text())] if cache.exists() else []
     fresh_keys = {(r.benchmark, r.variant, r.backend) for r in fresh}
-    kept = [r for r in previous if (r.benchmark, r.variant, r.backend) not in fresh_keys]
-    return kept + fresh
+    merged = [r for r in previous if (r.benchmark, r.variant, r.backend) not in fresh_keys]
+    merged += fresh
+    order = {name: index for index, name in enumerate(dict.fromkeys(r.benchmark for r in merged))}
+    return sorted(merged, key=lambda r: order[r.benchmark])
 
 
 def _cpu_count() -> int:
@@ -194,6 +205,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=OUTPUT)
     options = parser.parse_args()
     results = [run_case(case, options.quick) for case in _cases() if options.only in case.module]
+    if options.only:
+        results = _merge_with_previous(options.output, results)
     options.output.write_text(render(results, options.quick) + "\n")
     options.output.with_suffix(".json").write_text(
         json.dumps([asdict(result) for result in results], indent=1) + "\n"
