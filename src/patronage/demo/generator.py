@@ -96,7 +96,6 @@ DEFAULT_CUSTOMERS = 2_000
 DEFAULT_AS_OF = date(2026, 11, 1)
 HISTORY_DAYS = 1_000
 BATCH_SIZE = 1_000
-ORDER_BATCH_SIZE = 1_000
 SOURCE = "shopify"
 MAX_CUSTOMERS = MAX_PEOPLE
 
@@ -1334,8 +1333,10 @@ def build_demo_store(
 ) -> DemoSummary:
     """Build a new demo store into `engine`'s (migrated) database and summarise it.
 
-    Each batch of customers, with their orders and events, is committed on its own. The process
-    clock stands at the as-of moment while building, so that no row carries the wall-clock time.
+    Each batch of customers with their events is committed on its own; then the orders are
+    replayed month by month under the default membership program (`demo.replay`), one committed
+    step at a time. The process clock stands inside the history throughout (at the as-of moment,
+    then at each step), so that no row carries the wall-clock time.
     """
     started = time.monotonic()
     simulation = DemoSimulation(seed=seed, customers=customers, as_of=as_of)
