@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import ibis
@@ -10,6 +10,7 @@ import pyarrow as pa
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from patronage.analytics import repository
 from patronage.analytics.engines import DuckDBEngine, arrow_table, export_store_tables
 from patronage.analytics.scoring import REVENUE_STATUSES, SCHEMAS, revenue_orders
 from patronage.customers.models import Customer
@@ -131,3 +132,61 @@ def _plain(value: object) -> object:
     if isinstance(value, Decimal):
         return int(value.scaleb(4))
     return value
+
+
+def test_arrow_rows_are_stored_as_the_orm_stores_them(
+    session: Session,
+    fixture_store: FixtureStore,  # noqa: F811
+) -> None:
+    customer_id = fixture_store.ids["Vera"]
+    row = {
+        "customer_id": customer_id,
+        "order_count": 3,
+        "first_order_at": datetime(2026, 1, 2, 3, 4, 5, 678901),
+        "last_order_at": None,
+        "recency_days": 12,
+        "gross_revenue": 1_234_567,  # 123.4567 in money units
+        "net_revenue": 0,
+        "average_order_value": None,
+        "recency_score": 5,
+        "frequency_score": None,
+        "monetary_score": 1,
+        "rfm_segment": "Can't Lose",
+        "lifecycle_stage": "repeat",
+        "average_repurchase_interval_days": 1 / 3,
+        "expected_next_order_date": date(2026, 2, 1),
+        "orders_per_year": None,
+        "is_vip": True,
+        "preferred_category_1": "",
+        "preferred_category_2": 'a,"b"\nc',
+        "preferred_category_3": None,
+        "best_contact_hour": 0,
+    }
+    inferred = pa.Table.from_pylist([row])
+    arrow = inferred.cast(
+        pa.schema(
+            pa.field(field.name, pa.timestamp("us")) if field.name.endswith("_at") else field
+            for field in inferred.schema
+        )
+    )
+    stamp = datetime(2026, 7, 1, 12, tzinfo=UTC)
+    repository.delete_store_rows(session, repository.scores_table, fixture_store.store.id)
+    repository.insert_arrow(
+        session, repository.scores_table, arrow, {"computed_at": stamp, "as_of": stamp}
+    )
+    session.expire_all()
+    stored = repository.score_of_customer(session, fixture_store.store.id, customer_id)
+    assert stored is not None
+    assert stored.first_order_at == datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    assert stored.last_order_at is None
+    assert stored.computed_at == stamp
+    assert stored.gross_revenue == Decimal("123.4567")
+    assert stored.average_order_value is None
+    assert stored.average_repurchase_interval_days == 1 / 3
+    assert stored.expected_next_order_date == date(2026, 2, 1)
+    assert stored.is_vip is True
+    assert stored.frequency_score is None
+    assert stored.rfm_segment == "Can't Lose"
+    assert stored.preferred_category_1 == ""
+    assert stored.preferred_category_2 == 'a,"b"\nc'
+    assert stored.preferred_category_3 is None

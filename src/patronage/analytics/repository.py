@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from sqlalchemy import Integer, Table, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
@@ -74,6 +77,49 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     ]
     for chunk in chunks(converted, 5_000):
         session.execute(insert(table), list(chunk))
+
+
+def insert_arrow(
+    session: Session, table: Table, rows: pa.Table, constants: Mapping[str, datetime]
+) -> None:
+    """Bulk-insert an Arrow table (money in integer 1/10,000 units) plus constant UTC times.
+
+    No Python row is made on PostgreSQL (Arrow writes CSV, COPY reads it) and only the driver's
+    values on SQLite, in the forms SQLAlchemy stores (text times and dates, 0/1 booleans). Money
+    columns store exactly these integer units (`Money` is a scaled integer).
+    """
+    for name, moment in constants.items():
+        naive = moment.astimezone(UTC).replace(tzinfo=None)
+        rows = rows.append_column(name, pa.array([naive] * rows.num_rows, pa.timestamp("us")))
+    if rows.num_rows == 0:
+        return
+    columns = ", ".join(rows.schema.names)
+    session.flush()
+    driver: Any = session.connection().connection.driver_connection
+    if session.get_bind().dialect.name == "postgresql":
+        buffer = io.BytesIO()
+        pa_csv.write_csv(
+            rows, buffer, pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+        )
+        with (
+            driver.cursor() as cursor,
+            # CSV: NULL is an unquoted empty field, an empty string a quoted one.
+            cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy,
+        ):
+            copy.write(buffer.getvalue())
+        return
+    values = []
+    for column in rows.itercolumns():
+        kind = column.type
+        if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+            column = column.cast(pa.string())  # "2026-07-01 12:00:00.000000", "2026-07-01"
+        elif pa.types.is_boolean(kind) or pa.types.is_decimal(kind):  # DuckDB's wide SUMs
+            column = column.cast(pa.int64())
+        values.append(column.to_pylist())
+    marks = ", ".join("?" for _ in rows.schema.names)
+    driver.executemany(
+        f"INSERT INTO {table.name} ({columns}) VALUES ({marks})", zip(*values, strict=True)
+    )
 
 
 def customer_time_zones(session: Session, store_id: int) -> list[str]:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.orm import Session
 
 from patronage.analytics import repository
-from patronage.analytics.engines import DatabaseEngine, open_engine
+from patronage.analytics.engines import DatabaseEngine, DuckDBEngine, open_engine
 from patronage.analytics.scoring import (
     AGGREGATE_COLUMNS,
     CATEGORY_COLUMNS,
@@ -175,10 +175,10 @@ def _rescore_elsewhere(
     offsets, default = store_zone_offsets(session, store, moment)
     with open_engine(session, store.id, engine_name) as engine:
         sources = engine.sources()
-        aggregates = engine.fetch(aggregate_rows(sources, store.id, offsets, default))
-        categories = engine.fetch(category_rows(sources, store.id))
-        scores = engine.fetch(
-            full_score_rows(
+        expressions = {
+            "aggregates": aggregate_rows(sources, store.id, offsets, default),
+            "categories": category_rows(sources, store.id),
+            "scores": full_score_rows(
                 sources,
                 store.id,
                 as_of=moment,
@@ -186,25 +186,37 @@ def _rescore_elsewhere(
                 zone_offsets=offsets,
                 default_offset=default,
                 ranking=engine.ranking,
-            )
-        )
+            ),
+        }
+        if isinstance(engine, DuckDBEngine):  # Arrow all the way into the database
+            arrow = {key: engine.to_arrow(expression) for key, expression in expressions.items()}
+            rows = {}
+        else:
+            arrow = {}
+            rows = {key: engine.fetch(expression) for key, expression in expressions.items()}
     for table in (
         repository.aggregates_table,
         repository.categories_table,
         repository.scores_table,
     ):
         repository.delete_store_rows(session, table, store.id)
-    repository.insert_rows(
-        session,
-        repository.aggregates_table,
-        [{**row, "refreshed_at": computed_at} for row in aggregates],
-    )
-    repository.insert_rows(session, repository.categories_table, categories)
-    repository.insert_rows(
-        session,
-        repository.scores_table,
-        [{**row, "computed_at": computed_at, "as_of": moment} for row in scores],
-    )
+    stamps = {"computed_at": computed_at, "as_of": moment}
+    if arrow:
+        repository.insert_arrow(
+            session, repository.aggregates_table, arrow["aggregates"], {"refreshed_at": computed_at}
+        )
+        repository.insert_arrow(session, repository.categories_table, arrow["categories"], {})
+        repository.insert_arrow(session, repository.scores_table, arrow["scores"], stamps)
+    else:
+        repository.insert_rows(
+            session,
+            repository.aggregates_table,
+            [{**row, "refreshed_at": computed_at} for row in rows["aggregates"]],
+        )
+        repository.insert_rows(session, repository.categories_table, rows["categories"])
+        repository.insert_rows(
+            session, repository.scores_table, [{**row, **stamps} for row in rows["scores"]]
+        )
     return _summary(session, store.id, engine_name, moment, computed_at, started)
 
 
