@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import URL, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -564,6 +564,10 @@ class MemberBook:
 # ---- opening a member under lock ---------------------------------------------------------------
 
 _PROGRAM_CACHE: dict[tuple[int, int], tuple[dict[str, Any], Program]] = {}
+# Through psycopg, the last program row read per database and store: (the row's token, see
+# `repository.lock_member_for_request`, program); the locking read leaves the document out
+# when the token is the one held here.
+_PROGRAM_ROWS: dict[tuple[URL, int], tuple[str, Program]] = {}
 
 
 def load_program(session: Session, store_id: int) -> tuple[int, Program] | None:
@@ -740,8 +744,18 @@ def mutate_member(
     _check_key(key)
     fingerprint = request_hash(request)
 
+    held_at = (session.get_bind().engine.url, store_id)
+    held = _PROGRAM_ROWS.get(held_at)
+
     def attempt() -> tuple[dict[str, Any], bool]:
-        row = repository.lock_member_for_request(session, store_id, customer_id, key=key, now=now)
+        row = repository.lock_member_for_request(
+            session,
+            store_id,
+            customer_id,
+            key=key,
+            now=now,
+            known_program=held[0] if held else None,
+        )
         if row is None:
             found = repository.find_idempotency(session, store_id, key)
             if found is not None:
@@ -765,7 +779,13 @@ def mutate_member(
             if row["program_version"] is None:
                 raise _no_program(store_id)
             version = row["program_version"]
-            program = cached_program(store_id, version, row["program_document"])
+            if row["program_document"] is None:
+                assert held is not None and held[0] == row["program_row"]
+                program = held[1]
+            else:
+                program = cached_program(store_id, version, row["program_document"])
+                if row.get("program_row") is not None:
+                    _PROGRAM_ROWS[held_at] = (row["program_row"], program)
             book = MemberBook(
                 session,
                 store_id=store_id,
