@@ -86,7 +86,8 @@ def _cases() -> list[Case]:
         )
     # The in-database scoring is measured at a tenth of the size: loading 10M orders into
     # SQLite or PostgreSQL row by row takes minutes (see docs/analytics.md).
-    for case in ("patronage-sqlite", "patronage-postgresql"):
+    for case in ("patronage-sqlite", "patronage-postgresql", "incremental-sqlite",
+                 "incremental-postgresql"):  # fmt: skip
         cases.append(
             _case(
                 scoring,
