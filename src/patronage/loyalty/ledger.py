@@ -100,6 +100,7 @@ class MemberBook:
         program_version: int,
         now: datetime,
         lots_due: bool = True,
+        defer_balances: bool = False,
     ) -> None:
         self.session = session
         self.store_id = store_id
@@ -119,6 +120,7 @@ class MemberBook:
         # False only when the member was read with no lot due to activate or lapse; any lot this
         # book makes pending or reschedules sets it back, so `settle` never skips real work.
         self._lots_due = lots_due
+        self._defer_balances = defer_balances
 
     # ---- reading -------------------------------------------------------------------------------
 
@@ -540,13 +542,19 @@ class MemberBook:
         }
 
     def save(self) -> None:
-        """Write lot changes, notices and the new balances (conditional on the balances read)."""
+        """Write lot changes, notices and the new balances (conditional on the balances read).
+
+        In a book opened with `defer_balances`, the balances are only noted here and written by
+        whoever opened it (`take_balances`), in the same transaction.
+        """
         self._flush_lots()
         if self.notices:
             repository.add_notices(self.session, self.notices)
             self.notices = []
         balances = (self.available, self.pending, self.debt)
         if balances != self._read:
+            if self._defer_balances:
+                return
             repository.update_member_balances(
                 self.session,
                 member_id=self.member_id,
@@ -555,6 +563,14 @@ class MemberBook:
                 now=self.now,
             )
             self._read = balances
+
+    def take_balances(self) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
+        """In a book opened with `defer_balances`: the balances (as read, as now) that `save`
+        left for the caller to write, or None when they did not change."""
+        balances = (self.available, self.pending, self.debt)
+        if not self._defer_balances or balances == self._read:
+            return None
+        return self._read, balances
 
     def balances(self) -> dict[str, int]:
         """The member's balances as they stand in this transaction."""
@@ -794,10 +810,28 @@ def mutate_member(
                 program_version=version,
                 now=now,
                 lots_due=bool(row["lots_due"]),
+                defer_balances=row.get("program_row") is not None,
             )
             currency, timezone = row["base_currency"], row["timezone"]
         response = work(Opened(book, program, version, currency, timezone))
-        return _performed(session, store_id, key, fingerprint, response, now)
+        moved = book.take_balances() if book is not None else None
+        if book is None or moved is None:
+            return _performed(session, store_id, key, fingerprint, response, now)
+        # One statement writes the new balances (still conditional on those read) and the key.
+        repository.update_balances_and_record(
+            session,
+            member_id=book.member_id,
+            expected=moved[0],
+            balances=moved[1],
+            record={
+                "store_id": store_id,
+                "key": key,
+                "request_hash": fingerprint,
+                "response": response,
+                "created_at": now,
+            },
+        )
+        return response, False
 
     return run_atomically(session, attempt)
 

@@ -445,6 +445,49 @@ _UPDATE_BALANCES_DRIVER = _for_driver(
 )
 
 
+def update_balances_and_record(
+    session: Session,
+    *,
+    member_id: int,
+    expected: tuple[int, int, int],
+    balances: tuple[int, int, int],
+    record: dict[str, Any],
+) -> None:
+    """`update_member_balances` and `insert_idempotency` (the fields of `record`) in one
+    statement, through psycopg on PostgreSQL: the key is recorded only if the balances moved."""
+    now = record["created_at"]
+    parameters = {
+        "member_id": member_id,
+        "read_available": expected[0],
+        "read_pending": expected[1],
+        "read_debt": expected[2],
+        "available_points": balances[0],
+        "pending_points": balances[1],
+        "debt_points": balances[2],
+        "updated_at": now,
+        **record,
+    }
+    if _run(session, _BALANCES_AND_KEY_DRIVER, parameters).rowcount != 1:
+        raise RuntimeError(f"member {member_id} changed under its lock; refusing to write")
+
+
+def _balances_and_key_statement() -> Any:
+    names = ("available_points", "pending_points", "debt_points", "updated_at")
+    moved = (
+        _UPDATE_BALANCES.values(
+            {name: bindparam(name, type_=members.c[name].type) for name in names}
+        )
+        .returning(members.c.id)
+        .cte("moved")
+    )
+    columns = ("store_id", "key", "request_hash", "response", "created_at")
+    values = [bindparam(name, type_=idempotency.c[name].type) for name in columns]
+    return insert(idempotency).from_select(columns, select(*values).select_from(moved))
+
+
+_BALANCES_AND_KEY_DRIVER = _for_driver(_balances_and_key_statement())
+
+
 def update_members(session: Session, rows: list[dict[str, Any]]) -> None:
     """Update member columns in bulk; each row holds `member_id` and the same other keys."""
     _update_by_id(session, members, "member_id", rows)
