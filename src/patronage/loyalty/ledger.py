@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import URL, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -580,10 +581,12 @@ class MemberBook:
 # ---- opening a member under lock ---------------------------------------------------------------
 
 _PROGRAM_CACHE: dict[tuple[int, int], tuple[dict[str, Any], Program]] = {}
-# Through psycopg, the last program row read per database and store: (the row's token, see
+# Through psycopg, the last program row read per engine and store: (the row's token, see
 # `repository.lock_member_for_request`, program); the locking read leaves the document out
 # when the token is the one held here.
-_PROGRAM_ROWS: dict[tuple[URL, int], tuple[str, Program]] = {}
+_PROGRAM_ROWS: weakref.WeakKeyDictionary[Engine, dict[int, tuple[str, Program]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def load_program(session: Session, store_id: int) -> tuple[int, Program] | None:
@@ -760,8 +763,8 @@ def mutate_member(
     _check_key(key)
     fingerprint = request_hash(request)
 
-    held_at = (session.get_bind().engine.url, store_id)
-    held = _PROGRAM_ROWS.get(held_at)
+    rows_held = _PROGRAM_ROWS.setdefault(session.get_bind().engine, {})
+    held = rows_held.get(store_id)
 
     def attempt() -> tuple[dict[str, Any], bool]:
         row = repository.lock_member_for_request(
@@ -801,7 +804,7 @@ def mutate_member(
             else:
                 program = cached_program(store_id, version, row["program_document"])
                 if row.get("program_row") is not None:
-                    _PROGRAM_ROWS[held_at] = (row["program_row"], program)
+                    rows_held[store_id] = (row["program_row"], program)
             book = MemberBook(
                 session,
                 store_id=store_id,
