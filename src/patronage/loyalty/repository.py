@@ -299,7 +299,7 @@ _BOOK_COLUMNS = (
 )
 
 
-def _member_for_request_statement(postgres: bool) -> Select[Any]:
+def _member_for_request_statement() -> Select[Any]:
     stores = table_of(Store)
     store_id = bindparam("store_id", type_=members.c.store_id.type)
     now = bindparam("now", type_=lots.c.expires_at.type)
@@ -317,23 +317,11 @@ def _member_for_request_statement(postgres: bool) -> Select[Any]:
     def scalar(query: Select[Any], column: Any, label: str) -> Any:
         return query.with_only_columns(column).scalar_subquery().label(label)
 
-    program: list[Any] = [scalar(latest, programs.c.document, "program_document")]
-    if postgres:
-        # The row's id (a sequence never hands one out twice, even after a rollback) and the
-        # transaction that wrote it (cluster-wide, so a database made again anew differs) name
-        # one document for good: it is left out when the caller already holds that row.
-        token = func.concat(programs.c.id, ":", literal_column(f"{programs.name}.xmin"))
-        known = bindparam("known_program", type_=String())
-        document = case((token == known, None), else_=programs.c.document)
-        program = [
-            scalar(latest, token, "program_row"),
-            scalar(latest, document, "program_document"),
-        ]
     return (
         select(
             *_BOOK_COLUMNS,
             scalar(latest, programs.c.version, "program_version"),
-            *program,
+            scalar(latest, programs.c.document, "program_document"),
             scalar(stored, idempotency.c.request_hash, "stored_hash"),
             scalar(stored, idempotency.c.response, "stored_response"),
             select(literal(1))
@@ -348,8 +336,73 @@ def _member_for_request_statement(postgres: bool) -> Select[Any]:
     )
 
 
-_MEMBER_FOR_REQUEST = _member_for_request_statement(postgres=False)
-_MEMBER_FOR_REQUEST_DRIVER = _for_driver(_member_for_request_statement(postgres=True))
+def _member_for_request_postgres() -> Select[Any]:
+    """`_member_for_request_statement` for PostgreSQL: the program, key and store joined once
+    each (LATERAL for the latest program) instead of a subquery a column, and the document left
+    out when the caller already holds that program row (`known_program`)."""
+    stores = table_of(Store)
+    store_id = bindparam("store_id", type_=members.c.store_id.type)
+    now = bindparam("now", type_=lots.c.expires_at.type)
+    # The row's id (a sequence never hands one out twice, even after a rollback) and the
+    # transaction that wrote it (cluster-wide, so a database made again anew differs) name one
+    # document for good.
+    token = func.concat(programs.c.id, ":", literal_column(f"{programs.name}.xmin"))
+    latest = (
+        select(programs.c.version, token.label("token"), programs.c.document)
+        .where(programs.c.store_id == store_id)
+        .order_by(programs.c.version.desc())
+        .limit(1)
+        .lateral("latest")
+    )
+    known = bindparam("known_program", type_=String())
+    key = and_(idempotency.c.store_id == store_id, idempotency.c.key == bindparam("key"))
+    return (
+        select(
+            *_BOOK_COLUMNS,
+            latest.c.version.label("program_version"),
+            latest.c.token.label("program_row"),
+            case((latest.c.token == known, None), else_=latest.c.document).label(
+                "program_document"
+            ),
+            idempotency.c.request_hash.label("stored_hash"),
+            idempotency.c.response.label("stored_response"),
+            _lots_due_of_member(now).label("lots_due"),
+            stores.c.base_currency,
+            stores.c.timezone,
+        )
+        .select_from(
+            members.join(stores, stores.c.id == members.c.store_id)
+            .outerjoin(latest, true())
+            .outerjoin(idempotency, key)
+        )
+        .where(members.c.store_id == store_id, members.c.customer_id == bindparam("customer_id"))
+        .with_for_update(of=members)
+    )
+
+
+def _lots_due_of_member(now: BindParameter[Any]) -> Any:
+    """`_due_lot` for the member row, as two EXISTS that the (member, expiry) index answers
+    without visiting the member's spent or unexpired lots: active lots past expiry, and lots
+    without expiry (every pending lot: a lot gets its expiry when it activates) due to activate.
+    """
+    lapsed = select(literal(1)).where(
+        lots.c.member_id == members.c.id,
+        lots.c.expires_at <= now,
+        lots.c.activated_at.is_not(None),
+        lots.c.remaining > 0,
+    )
+    activating = select(literal(1)).where(
+        lots.c.member_id == members.c.id,
+        lots.c.expires_at.is_(None),
+        lots.c.activated_at.is_(None),
+        lots.c.activates_at <= now,
+        lots.c.remaining > 0,
+    )
+    return or_(lapsed.exists(), activating.exists())
+
+
+_MEMBER_FOR_REQUEST = _member_for_request_statement()
+_MEMBER_FOR_REQUEST_DRIVER = _for_driver(_member_for_request_postgres())
 
 
 def store_currency_and_timezone(session: Session, store_id: int) -> tuple[str, str] | None:
