@@ -147,8 +147,8 @@ def render(results: list[Result], quick: bool) -> str:
     lines = [
         "# Benchmarks",
         "",
-        "Produced by `make bench` (`python -m benchmarks.run`); every line of one table was measured "
-        "in the same run on the same machine, each case in its own process.",
+        "Produced by `make bench` (`python -m benchmarks.run`); every line of one table was "
+        "measured in the same run on the same machine, each case in its own process.",
         "",
         f"- written at: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; each section says when its lines "
         "were measured and at which sizes (`--only` re-runs some sections and keeps the others)",
@@ -192,6 +192,27 @@ def _merge_with_previous(path: Path, fresh: list[Result]) -> list[Result]:
     return sorted(merged, key=lambda r: order[r.benchmark])
 
 
+def _sections(page: str) -> dict[str, str]:
+    """The page's `## ` sections by heading, each with its text up to the next heading."""
+    found: dict[str, str] = {}
+    for block in page.split("\n## ")[1:]:
+        heading = block.split("\n", 1)[0].strip()
+        found[heading] = "## " + block.rstrip("\n") + "\n"
+    return found
+
+
+def _keep_sections(page: str, previous: str, rerun: set[str]) -> str:
+    """Put back, word for word and in their order, the previous page's sections not re-run now."""
+    fresh = _sections(page)
+    body = [
+        fresh.get(heading, text) if heading in rerun else text
+        for heading, text in _sections(previous).items()
+    ]
+    body += [text for heading, text in fresh.items() if heading not in _sections(previous)]
+    head = page.split("\n## ", 1)[0]
+    return head.rstrip("\n") + "\n\n" + "\n".join(body).rstrip("\n")
+
+
 def _cpu_count() -> int:
     import os
 
@@ -206,9 +227,13 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=OUTPUT)
     options = parser.parse_args()
     results = [run_case(case, options.quick) for case in _cases() if options.only in case.module]
-    if options.only:
+    page = render(_merge_with_previous(options.output, results) if options.only else results,
+                  options.quick)  # fmt: skip
+    if options.only and options.output.exists():
+        rerun = {result.benchmark for result in results}
+        page = _keep_sections(page, options.output.read_text(), rerun)
         results = _merge_with_previous(options.output, results)
-    options.output.write_text(render(results, options.quick) + "\n")
+    options.output.write_text(page + "\n")
     options.output.with_suffix(".json").write_text(
         json.dumps([asdict(result) for result in results], indent=1) + "\n"
     )
