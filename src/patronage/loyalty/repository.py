@@ -139,17 +139,27 @@ def _driver(session: Session) -> bool:
     return session.get_bind().dialect.driver == "psycopg"
 
 
+# Per pooled connection: (its psycopg connection, a cursor of tuples, a cursor of dicts).
+_CURSORS = "patronage.loyalty.driver_cursors"
+
+
 def _run(
     session: Session, statement: _DriverStatement, values: dict[str, Any], *, rows: bool = False
 ) -> psycopg.Cursor[Any]:
     """Run a driver statement on the session's connection, in its transaction; `rows` gives
     rows as dicts. Listeners of `before_cursor_execute` still see it, and driver errors are
     raised as SQLAlchemy's (IntegrityError for a lost unique-key race, as `run_atomically`
-    expects)."""
+    expects). The cursor is the connection's own, reused by the next statement: read what it
+    holds first."""
     connection = session.connection()
-    raw: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
+    pooled = connection.connection
+    raw: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+    held = pooled.info.get(_CURSORS)
+    if held is None or held[0] is not raw:
+        held = (raw, raw.cursor(), raw.cursor(row_factory=dict_row))
+        pooled.info[_CURSORS] = held
+    cursor = held[2] if rows else held[1]
     parameters = statement.parameters(values)
-    cursor = raw.cursor(row_factory=dict_row) if rows else raw.cursor()
     listeners = connection.dispatch.before_cursor_execute
     if listeners:
         listeners(connection, cursor, statement.sql, parameters, None, False)
