@@ -265,12 +265,13 @@ def category_rows(sources: Sources, store_id: int, customer_ids: CustomerFilter 
             net_revenue=nothing.net.cast("int64"),
         )
     lines = sources.lines
-    categories = (
-        lines.filter(lines.store_id == store_id, lines.category.notnull(), lines.category != "")
-        .select(line_order_id=lines.order_id, category=lines.category)
-        .distinct()
-    )
     purchases = revenue.filter(revenue.is_purchase)
+    wanted = lines.filter(lines.category.notnull(), lines.category != "")
+    if customer_ids is None:
+        wanted = wanted.filter(wanted.store_id == store_id)
+    else:  # the orders are the store's: probe their lines by order id, not the store's index
+        wanted = wanted.filter(wanted.order_id.isin(purchases.order_id))
+    categories = wanted.select(line_order_id=wanted.order_id, category=wanted.category).distinct()
     joined = purchases.inner_join(categories, [("order_id", "line_order_id")])
     grouped = joined.group_by(["customer_id", "category"]).aggregate(
         order_count=joined.order_id.count().cast("int64"),
@@ -295,9 +296,12 @@ def contact_hours(
         nothing = sources.orders.filter(ibis.literal(False))
         return nothing.select(customer_id=nothing.customer_id, best_contact_hour=ibis.null("int64"))
     events = sources.events
-    selected = events.filter(events.store_id == store_id, events.customer_id.notnull())
+    selected = events.filter(events.store_id == store_id)
+    if customer_ids is None:
+        selected = selected.filter(selected.customer_id.notnull())
+    else:  # without the NOT NULL range, SQLite probes (store_id, customer_id) per customer
+        selected = _only(selected, "customer_id", customer_ids)
     customers = live_customers(sources.customers, store_id)
-    selected = _only(selected, "customer_id", customer_ids)
     customers = _only(customers, "id", customer_ids)
     joined = selected.inner_join(
         customers.select(live_id=customers.id, zone=customers.timezone),
