@@ -4,6 +4,8 @@ the whole transaction — with every guarantee of the long path."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, select, text
 from sqlalchemy.orm import Session
 
 from patronage.customers.schemas import CustomerIn
@@ -269,3 +271,54 @@ def test_the_key_is_not_recorded_when_the_balances_moved_under_the_lock(
             )
         assert repository.find_idempotency(session, loyal_store.id, "late") is None
     assert spend(session, loyal_store, customer, 100, "spend") == 200
+
+
+def test_a_key_raced_by_two_requests_is_performed_once(
+    engine: Engine, committed_store: NewStore
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's writers never run at once: the second waits for BEGIN IMMEDIATE")
+    store_id = committed_store.store.id
+    with session_scope(engine) as session:
+        set_program(session, store_id, default_program(), source="test")
+        first_customer, second_customer = (
+            found.customer_id
+            for found in resolve_customers(
+                session,
+                store_id,
+                [CustomerIn(source="test", email=f"{uuid.uuid4().hex}@ex.com") for _ in "ab"],
+            )
+        )
+    outcome: list[object] = []
+
+    def second_request() -> None:
+        with Session(engine) as session:
+            try:
+                _points(session, store_id, second_customer, 100, "raced")
+                session.commit()
+                outcome.append("performed")
+            except IdempotencyKeyReusedError as error:
+                outcome.append(error)
+
+    with Session(engine) as first:
+        # Another member, so no row lock orders them: both read the key as new.
+        _points(first, store_id, first_customer, 100, "raced")
+        racer = threading.Thread(target=second_request)
+        racer.start()
+        with engine.connect() as watcher:
+            # Until the second request's key insert waits for the first one's uncommitted key.
+            while racer.is_alive() and not watcher.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            ):
+                time.sleep(0.005)
+        first.commit()
+    racer.join()
+    # Its insert failed as an IntegrityError, the retry found the first request's key.
+    assert len(outcome) == 1 and isinstance(outcome[0], IdempotencyKeyReusedError)
+    with Session(engine) as session:
+        member = repository.get_member(session, store_id, second_customer)
+        assert member is None or member["available_points"] == 0
+        assert verify(session, store_id).ok
