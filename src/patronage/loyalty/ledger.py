@@ -813,7 +813,7 @@ def mutate_member(
                 program_version=version,
                 now=now,
                 lots_due=bool(row["lots_due"]),
-                defer_balances=row.get("program_row") is not None,
+                defer_balances=repository.records_balances_with_key(session),
             )
             currency, timezone = row["base_currency"], row["timezone"]
         response = work(Opened(book, program, version, currency, timezone))

@@ -508,6 +508,11 @@ _UPDATE_BALANCES_DRIVER = _for_driver(
 )
 
 
+def records_balances_with_key(session: Session) -> bool:
+    """Whether `update_balances_and_record` can serve this session (PostgreSQL via psycopg)."""
+    return _driver(session)
+
+
 def update_balances_and_record(
     session: Session,
     *,
