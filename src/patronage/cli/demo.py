@@ -90,7 +90,9 @@ def demo(
         import uvicorn
 
         from patronage.api.app import create_app
+        from patronage.worker.after_orders import enable_rescore_after_orders
 
+        enable_rescore_after_orders()
         uvicorn.run(create_app(engine), host=host, port=port, log_level="info")
 
 

@@ -97,8 +97,10 @@ class RichProgress:
 
 
 def _run(work: Callable[[Progress], ImportSummary], as_json: bool) -> None:
+    from patronage.worker.after_orders import rescoring_after_orders
+
     try:
-        with RichProgress() as progress:
+        with rescoring_after_orders(), RichProgress() as progress:
             summary = work(progress)
     except PatronageError as error:
         fail(error.detail)

@@ -223,6 +223,7 @@ def serve(
 
     upgrade(get_engine())
     api = create_app()
+    _rescore_after_orders()
     # The tracking intake allocates thousands of short-lived objects a request; by default the
     # collector then keeps re-scanning every object start-up built (a fifth of the intake's CPU).
     # Freeze those out of its way and collect the young generation less often.
@@ -230,6 +231,16 @@ def serve(
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
     uvicorn.run(api, host=host, port=port, log_level=log_level, access_log=access_log)
+
+
+def _rescore_after_orders() -> None:
+    """Queue the rescoring of customers whose orders this process changes (docs/worker.md)."""
+    from patronage.worker.after_orders import enable_rescore_after_orders
+
+    try:
+        enable_rescore_after_orders()
+    except PatronageError as error:
+        fail(error.detail)
 
 
 def _register_groups() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -151,7 +151,29 @@ def _after_orders_recorded(session: Session, store: Store, order_ids: list[int])
     """
     from patronage.analytics.aggregates import refresh_customer_aggregates
 
-    refresh_customer_aggregates(session, store.id, sync_points_of_orders(session, store, order_ids))
+    customer_ids = sync_points_of_orders(session, store, order_ids)
+    refresh_customer_aggregates(session, store.id, customer_ids)
+    _note_changed_customers(session, store.id, customer_ids)
+
+
+_CHANGED = "patronage.orders.changed_customers"
+
+
+def _note_changed_customers(session: Session, store_id: int, customer_ids: Iterable[int]) -> None:
+    """Remember, until the transaction ends, whose orders it changed (their scores are stale)."""
+    noted: dict[int, set[int]] = session.info.setdefault(_CHANGED, {})
+    noted.setdefault(store_id, set()).update(customer_ids)
+
+
+def take_changed_customers(session: Session) -> dict[int, set[int]]:
+    """The customers whose orders the committed transaction changed, by store; forgets them."""
+    taken: dict[int, set[int]] = session.info.pop(_CHANGED, {})
+    return {store_id: ids for store_id, ids in taken.items() if ids}
+
+
+def forget_changed_customers(session: Session) -> None:
+    """Forget the noted customers of a rolled-back transaction."""
+    session.info.pop(_CHANGED, None)
 
 
 def sync_points_of_orders(session: Session, store: Store, order_ids: Sequence[int]) -> set[int]:
@@ -177,6 +199,7 @@ def refresh_aggregates(session: Session, store: Store, customer_ids: Collection[
         rebuild_aggregates(session, store)
     else:
         refresh_customer_aggregates(session, store.id, customer_ids)
+    _note_changed_customers(session, store.id, customer_ids)
 
 
 def _resolve_order_customers(

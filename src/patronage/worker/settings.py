@@ -24,6 +24,7 @@ class WorkerSettings(BaseSettings):
     tiers_hour: int = Field(1, ge=0, le=23)
     lock_ttl_seconds: int = Field(6 * 3600, ge=60)
     rescore_delay_seconds: int = Field(60, ge=0)
+    rescore_after_orders: bool = True
     result_ttl_seconds: int = Field(86_400, ge=60)
 
     def resolved_queue_url(self) -> str:
