@@ -32,7 +32,14 @@ from ibis.backends.sql.compilers.sqlite import SQLiteCompiler
 from sqlalchemy import BigInteger, String, func, select, text, type_coerce
 from sqlalchemy.orm import Session
 
-from patronage.analytics.scoring import SCHEMAS, Sources
+from patronage.analytics.scoring import (
+    QUINTILE_MEASURES,
+    SCHEMAS,
+    QuintileBounds,
+    Sources,
+    bound_positions,
+    quintile_bounds,
+)
 from patronage.customers.models import Customer
 from patronage.db.base import table_of
 from patronage.orders.models import Order, OrderLine
@@ -128,6 +135,24 @@ class AnalyticsEngine(ABC):
             }
             for row in self._rows(expression)
         ]
+
+    def quintile_bounds(self, measures: ir.Table) -> QuintileBounds:
+        """Return the quintile bounds of `scoring.buyer_measures` rows (row numbers, in place)."""
+        (buyers,) = self._rows(measures.aggregate(buyers=measures.count()))[0]
+        positions = bound_positions(int(buyers))
+        found: dict[str, tuple[int, ...]] = {}
+        for _, measure, larger_is_worse in QUINTILE_MEASURES:
+            column = measures[measure]
+            ranked = measures.select(
+                value=column,
+                position=ibis.row_number().over(
+                    order_by=ibis.desc(column) if larger_is_worse else column
+                ),
+            )
+            picked = ranked.filter(ranked.position.isin(positions)).order_by("position")
+            rows = self._rows(picked.select("value")) if positions else []
+            found[measure] = tuple(int(value) for (value,) in rows)
+        return QuintileBounds(buyers=int(buyers), **found)
 
     def close(self) -> None:  # noqa: B027 - most engines hold nothing to release
         """Release the engine's resources."""
@@ -259,6 +284,11 @@ class DuckDBEngine(_ArrowEngine):
             columns.append(values)
         names = list(schema.names)
         return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+    def quintile_bounds(self, measures: ir.Table) -> QuintileBounds:
+        """Return the quintile bounds of `scoring.buyer_measures` rows (NumPy selection: O(n))."""
+        arrow = self.to_arrow(measures)
+        return quintile_bounds({name: arrow.column(name).to_numpy() for name in arrow.schema.names})
 
     def close(self) -> None:
         """Close the DuckDB connection."""

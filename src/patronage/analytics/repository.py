@@ -10,10 +10,15 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from sqlalchemy import Integer, Table, delete, func, insert, select, text
+from sqlalchemy import Integer, Table, and_, delete, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
-from patronage.analytics.tables import CustomerAggregate, CustomerCategoryAggregate, CustomerScore
+from patronage.analytics.tables import (
+    CustomerAggregate,
+    CustomerCategoryAggregate,
+    CustomerScore,
+    ScoreRun,
+)
 from patronage.customers.models import Customer
 from patronage.db.base import table_of
 
@@ -279,3 +284,79 @@ def stored_distribution(session: Session, store_id: int) -> dict[str, Any] | Non
         "stages": {stage: int(count) for stage, count, _ in stages},
         "vip": sum(int(vip or 0) for _, _, vip in stages),
     }
+
+
+def score_run(session: Session, store_id: int) -> ScoreRun | None:
+    """Return the inputs the store's stored scores were computed from, if recorded."""
+    return session.get(ScoreRun, store_id)
+
+
+def save_score_run(
+    session: Session,
+    store_id: int,
+    *,
+    computed_at: datetime,
+    as_of: datetime,
+    settings: dict[str, Any],
+    bounds: dict[str, Any],
+    categories: dict[str, Any],
+) -> None:
+    """Record the inputs of the store's scores (replacing the previous record)."""
+    run = session.get(ScoreRun, store_id)
+    if run is None:
+        run = ScoreRun(store_id=store_id)
+        session.add(run)
+    run.computed_at = computed_at
+    run.as_of = as_of
+    run.settings = settings
+    run.bounds = bounds
+    run.categories = categories
+    session.flush()
+
+
+def forget_score_run(session: Session, store_id: int) -> None:
+    """Drop the record of the store's score inputs (the next incremental rescore is full)."""
+    session.execute(delete(ScoreRun).where(ScoreRun.store_id == store_id))
+
+
+def vip_candidates(session: Session, store_id: int, categories: Sequence[str]) -> list[int]:
+    """Return the scored repeat buyers whose first preferred category is one of `categories`.
+
+    Only they can change VIP flag when those categories' average order value changes.
+    """
+    found: list[int] = []
+    for chunk in chunks(sorted(categories)):
+        found.extend(
+            session.scalars(
+                select(scores_table.c.customer_id)
+                .join(customers_table, customers_table.c.id == scores_table.c.customer_id)
+                .where(
+                    customers_table.c.store_id == store_id,
+                    scores_table.c.preferred_category_1.in_(list(chunk)),
+                    scores_table.c.order_count >= 2,
+                )
+            )
+        )
+    return found
+
+
+def unmatched_scores(session: Session, store_id: int) -> list[int]:
+    """Return live customers without stored scores and merged ones that still have them."""
+    customers = customers_table.c
+    joined = customers_table.outerjoin(scores_table, scores_table.c.customer_id == customers.id)
+    return list(
+        session.scalars(
+            select(customers.id)
+            .select_from(joined)
+            .where(
+                customers.store_id == store_id,
+                or_(
+                    and_(customers.merged_into_id.is_(None), scores_table.c.customer_id.is_(None)),
+                    and_(
+                        customers.merged_into_id.is_not(None),
+                        scores_table.c.customer_id.is_not(None),
+                    ),
+                ),
+            )
+        )
+    )

@@ -361,9 +361,18 @@ def score_rows(
     as_of: datetime,
     settings: ScoringSettings,
     ranking: str = "histogram",
+    bounds: QuintileBounds | None = None,
+    customer_ids: CustomerFilter = None,
 ) -> ir.Table:
-    """Layer 2: one row of scores per live customer of the store, as of `as_of`."""
-    live = live_customers(customers, store_id)
+    """Layer 2: one row of scores per live customer of the store, as of `as_of`.
+
+    With `bounds` (the `quintile_bounds` of these aggregates as of `as_of`) the quintile scores
+    are read from them instead of ranking every buyer, which lets `customer_ids` limit the rows
+    scored to some customers while giving exactly what scoring everyone gives them.
+    """
+    if customer_ids is not None and bounds is None:
+        raise ValueError("scoring some customers needs the quintile bounds of all buyers")
+    live = _only(live_customers(customers, store_id), "id", customer_ids)
     live = live.select(scored_id=live.id)
     base = live.left_join(aggregates, [("scored_id", "customer_id")])
     as_of_seconds = ibis.literal(int(as_of.astimezone(UTC).timestamp()), type="int64")
@@ -385,7 +394,11 @@ def score_rows(
         span_seconds=buyer.ifelse(last_seconds - first_seconds, ibis.null()),
         last_seconds=last_seconds,
     )
-    ranked = _with_quintile_scores(prepared, ranking)
+    ranked = (
+        _with_quintile_scores(prepared, ranking)
+        if bounds is None
+        else _with_bound_scores(prepared, bounds)
+    )
     with_preferences = _with_preferred_categories(ranked, categories, customers, store_id)
     return _finish_scores(with_preferences, settings)
 
@@ -436,6 +449,185 @@ def _with_quintile_scores(prepared: ir.Table, ranking: str = "histogram") -> ir.
             name: scored.is_buyer.ifelse(scored[name], ibis.null("int64"))
             for name in ("recency_score", "frequency_score", "monetary_score")
         }
+    )
+
+
+# The measures ranked into quintile scores: (score, measure, whether a larger value is worse).
+QUINTILE_MEASURES = (
+    ("recency_score", "recency_days", True),
+    ("frequency_score", "order_count", False),
+    ("monetary_score", "net_revenue", False),
+)
+
+
+@dataclass(frozen=True)
+class QuintileBounds:
+    """What the quintile scores of every buyer follow from: the buyers' count and four bounds.
+
+    A buyer's score is 1 + ⌊5 · (buyers strictly worse) / buyers⌋. It reaches k (2..5) exactly
+    when the value is strictly better than the m-th worst value, m = ⌈(k - 1) · buyers / 5⌉; those
+    four order statistics per measure are the bounds. Equal bounds give every buyer whose own
+    values did not change the same scores, however many other buyers were added or changed.
+    """
+
+    buyers: int
+    recency_days: tuple[int, ...]
+    order_count: tuple[int, ...]
+    net_revenue: tuple[int, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the bounds as JSON-ready values."""
+        return {
+            "buyers": self.buyers,
+            **{measure: list(getattr(self, measure)) for _, measure, _ in QUINTILE_MEASURES},
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> QuintileBounds:
+        """Build bounds from `as_dict` values."""
+        return cls(
+            buyers=int(values["buyers"]),
+            **{
+                measure: tuple(int(value) for value in values[measure])
+                for _, measure, _ in QUINTILE_MEASURES
+            },
+        )
+
+
+def bound_positions(buyers: int) -> list[int]:
+    """The 0-based positions, worst value first, of the four bounds among `buyers` values."""
+    if buyers <= 0:
+        return []
+    return [-(-(k - 1) * buyers // 5) - 1 for k in range(2, 6)]
+
+
+def buyer_measures(
+    customers: ir.Table, store_id: int, aggregates: ir.Table, as_of: datetime
+) -> ir.Table:
+    """The ranked measures of every live buyer as of `as_of`: recency days, orders, net revenue."""
+    live = live_customers(customers, store_id)
+    live = live.select(buyer_id=live.id)
+    buyers = aggregates.filter(aggregates.order_count > 0)
+    joined = buyers.inner_join(live, [("customer_id", "buyer_id")])
+    as_of_seconds = ibis.literal(int(as_of.astimezone(UTC).timestamp()), type="int64")
+    return joined.select(
+        customer_id=joined.customer_id,
+        recency_days=((as_of_seconds - epoch_seconds(joined.last_order_at)) // SECONDS_PER_DAY)
+        .cast("int64"),
+        order_count=joined.order_count.cast("int64"),
+        net_revenue=joined.net_revenue.cast("int64"),
+    )  # fmt: skip
+
+
+def quintile_bounds(values: Mapping[str, Any]) -> QuintileBounds:
+    """The bounds of the buyers' measures, given as equal-length integer arrays by measure."""
+    import numpy as np
+
+    arrays = {
+        measure: np.asarray(values[measure], dtype=np.int64) for _, measure, _ in QUINTILE_MEASURES
+    }
+    buyers = len(arrays["order_count"])
+    positions = bound_positions(buyers)
+    found: dict[str, tuple[int, ...]] = {}
+    for _, measure, larger_is_worse in QUINTILE_MEASURES:
+        array = -arrays[measure] if larger_is_worse else arrays[measure]
+        picked = np.partition(array, positions)[positions] if positions else array[:0]
+        found[measure] = tuple(int(-value if larger_is_worse else value) for value in picked)
+    return QuintileBounds(buyers=buyers, **found)
+
+
+def moved_bounds(old: QuintileBounds, new: QuintileBounds) -> tuple[QuintileBounds, ...]:
+    """The element-wise lower and upper of two sets of bounds (equal where none moved)."""
+    low: dict[str, tuple[int, ...]] = {}
+    high: dict[str, tuple[int, ...]] = {}
+    for _, measure, _ in QUINTILE_MEASURES:
+        pairs = list(zip(getattr(old, measure), getattr(new, measure), strict=True))
+        low[measure] = tuple(min(pair) for pair in pairs)
+        high[measure] = tuple(max(pair) for pair in pairs)
+    return QuintileBounds(buyers=new.buyers, **low), QuintileBounds(buyers=new.buyers, **high)
+
+
+def crossing_buyers(measures: ir.Table, low: QuintileBounds, high: QuintileBounds) -> ir.Table:
+    """The buyers (of `buyer_measures`) whose scores differ between the two sets of bounds.
+
+    A value beats a bound that moved from `low` to `high` (or back) under one set and not the
+    other exactly when it lies between them: above `low` and at most `high` (recency: at least
+    `low` and below `high`, smaller being better). Unmoved bounds select nobody.
+    """
+    conditions = []
+    for _, measure, larger_is_worse in QUINTILE_MEASURES:
+        value = measures[measure]
+        for lower, upper in zip(getattr(low, measure), getattr(high, measure), strict=True):
+            if larger_is_worse:
+                conditions.append((value >= lower) & (value < upper))
+            else:
+                conditions.append((value > lower) & (value <= upper))
+    if not conditions:
+        return measures.filter(ibis.literal(False)).select("customer_id")
+    return measures.filter(ibis.or_(*conditions)).select("customer_id")
+
+
+def crossing_ids(values: Mapping[str, Any], low: QuintileBounds, high: QuintileBounds) -> Any:
+    """`crossing_buyers` over the measures given as arrays (with `customer_id`): a NumPy array."""
+    import numpy as np
+
+    ids = np.asarray(values["customer_id"], dtype=np.int64)
+    selected = np.zeros(len(ids), dtype=bool)
+    for _, measure, larger_is_worse in QUINTILE_MEASURES:
+        value = np.asarray(values[measure], dtype=np.int64)
+        for lower, upper in zip(getattr(low, measure), getattr(high, measure), strict=True):
+            if lower == upper:
+                continue
+            if larger_is_worse:
+                selected |= (value >= lower) & (value < upper)
+            else:
+                selected |= (value > lower) & (value <= upper)
+    return ids[selected]
+
+
+def marker_bounds(first: int) -> QuintileBounds:
+    """Bounds of distinct marker numbers from `first` on, to compile SQL once and fill it later."""
+    values = iter(range(first, first + 12))
+    return QuintileBounds(
+        buyers=0,
+        **{measure: tuple(next(values) for _ in range(4)) for _, measure, _ in QUINTILE_MEASURES},
+    )
+
+
+def fill_bounds(sql: str, markers: QuintileBounds, bounds: QuintileBounds) -> str:
+    """Replace the marker numbers of `markers` in compiled `sql` by the values of `bounds`."""
+    for _, measure, _ in QUINTILE_MEASURES:
+        values = getattr(bounds, measure)
+        if len(values) != 4:
+            raise ValueError("bounds of a store without buyers cannot fill compiled SQL")
+        for marker, value in zip(getattr(markers, measure), values, strict=True):
+            if str(marker) not in sql:
+                raise ValueError(f"compiled SQL lost the bound marker {marker}")
+            sql = sql.replace(str(marker), str(int(value)))
+    return sql
+
+
+def _with_bound_scores(prepared: ir.Table, bounds: QuintileBounds) -> ir.Table:
+    """Add the quintile scores read from `bounds`: 1 + the number of bounds the value beats."""
+    scores = {}
+    for name, measure, larger_is_worse in QUINTILE_MEASURES:
+        value = prepared[measure]
+        beaten: ir.IntegerValue = ibis.literal(1, type="int64")
+        for bound in getattr(bounds, measure):
+            better = value < bound if larger_is_worse else value > bound
+            beaten = beaten + better.ifelse(1, 0)
+        scores[name] = prepared.is_buyer.ifelse(beaten.cast("int64"), ibis.null("int64"))
+    return prepared.mutate(**scores)
+
+
+def category_values(categories: ir.Table, customers: ir.Table, store_id: int) -> ir.Table:
+    """Per category: purchases and net value over the live customers (the VIP flag's averages)."""
+    live = live_customers(customers, store_id)
+    live = live.select(category_customer_id=live.id)
+    mine = categories.inner_join(live, [("customer_id", "category_customer_id")])
+    return mine.group_by("category").aggregate(
+        category_orders=mine.order_count.sum().cast("int64"),
+        category_net=mine.net_revenue.sum().cast("int64"),
     )
 
 

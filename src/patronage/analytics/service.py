@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -12,15 +12,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.orm import Session
 
 from patronage.analytics import repository
-from patronage.analytics.engines import DatabaseEngine, DuckDBEngine, open_engine
+from patronage.analytics.engines import AnalyticsEngine, DatabaseEngine, DuckDBEngine, open_engine
 from patronage.analytics.scoring import (
     AGGREGATE_COLUMNS,
     CATEGORY_COLUMNS,
     SCORE_COLUMNS,
+    QuintileBounds,
     ScoringSettings,
     aggregate_rows,
+    buyer_measures,
     category_rows,
+    category_values,
+    crossing_buyers,
     full_score_rows,
+    moved_bounds,
     score_rows,
 )
 from patronage.db.types import UTCDateTime
@@ -28,6 +33,8 @@ from patronage.errors import ValidationFailedError
 from patronage.kit.clock import utcnow
 from patronage.stores.models import Store
 from patronage.stores.service import get_store
+
+SELECTIVE_CHUNK = 5_000  # customer ids per selective scoring statement
 
 
 @dataclass
@@ -41,10 +48,16 @@ class RescoreSummary:
     customers: int
     seconds: float
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    mode: str = "full"  # full | selective (only the customers whose inputs changed)
+    reason: str = "a full rescoring was asked for"
+    rescored: int | None = None  # customers rescored (None: every customer)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the summary as JSON-ready values."""
         return {
+            "mode": self.mode,
+            "reason": self.reason,
+            "rescored": self.customers if self.rescored is None else self.rescored,
             "store_id": self.store_id,
             "engine": self.engine,
             "as_of": self.as_of.isoformat(),
@@ -138,7 +151,160 @@ def score_from_aggregates(
         constants={"computed_at": computed_at, "as_of": moment},
         constant_types={"computed_at": UTCDateTime(), "as_of": UTCDateTime()},
     )
+    chosen = settings or settings_for(store)
+    bounds, values = scoring_inputs(engine, store.id, moment)
+    _record_inputs(session, store.id, computed_at, moment, chosen, bounds, values)
     return _summary(session, store.id, engine.name, moment, computed_at, started)
+
+
+def scoring_inputs(
+    engine: AnalyticsEngine, store_id: int, as_of: datetime
+) -> tuple[QuintileBounds, dict[str, list[int]]]:
+    """Return what every stored score depends on besides the customer's own aggregates.
+
+    The quintile bounds of all buyers, and each category's purchases and net value (the VIP
+    flag compares a customer's order value with their first category's average).
+    """
+    customers = engine.table("customers")
+    bounds = engine.quintile_bounds(
+        buyer_measures(customers, store_id, engine.table("customer_aggregates"), as_of)
+    )
+    rows = engine.fetch(
+        category_values(engine.table("customer_category_aggregates"), customers, store_id)
+    )
+    values = {
+        str(row["category"]): [int(row["category_orders"]), int(row["category_net"])]
+        for row in rows
+    }
+    return bounds, values
+
+
+def _record_inputs(
+    session: Session,
+    store_id: int,
+    computed_at: datetime,
+    as_of: datetime,
+    settings: ScoringSettings,
+    bounds: QuintileBounds,
+    values: dict[str, list[int]],
+) -> None:
+    repository.save_score_run(
+        session,
+        store_id,
+        computed_at=computed_at,
+        as_of=as_of,
+        settings=asdict(settings),
+        bounds=bounds.as_dict(),
+        categories=values,
+    )
+
+
+def full_rescore_reason(
+    run: Any, as_of: datetime, settings: ScoringSettings, bounds: QuintileBounds
+) -> str | None:
+    """Why the stored scores of customers without new data may differ now (None: they cannot)."""
+    if run is None:
+        return "no record of what the stored scores were computed from"
+    if run.as_of.astimezone(UTC) != as_of.astimezone(UTC):
+        return "the as-of moment changed (recency and lifecycle stages move with it)"
+    if run.settings != asdict(settings):
+        return "the scoring settings changed"
+    previous = QuintileBounds.from_dict(run.bounds)
+    if previous != bounds and (previous.buyers == 0 or bounds.buyers == 0):
+        return "the store had no buyers, or has none now"
+    return None
+
+
+def rescore_customers(
+    session: Session,
+    store_id: int,
+    customer_ids: Iterable[int | None],
+    *,
+    as_of: datetime | None = None,
+    settings: ScoringSettings | None = None,
+) -> RescoreSummary:
+    """Refresh the aggregates of `customer_ids` (whose orders changed) and rescore the store.
+
+    When the as-of moment and the settings are those of the stored scores, only the customers
+    whose score can have changed are rescored: `customer_ids`; the buyers whose value lies
+    between a quintile bound's old and new place (`crossing_buyers`); the repeat buyers whose
+    first category's average order value moved (VIP flag); customers added since and merged
+    ones. Otherwise, or when that is over a fifth of the buyers, every customer is rescored. The
+    summary's `mode` and `reason` say which and why; the result equals a full rescoring.
+    """
+    from patronage.analytics.aggregates import refresh_customer_aggregates
+
+    started = time.perf_counter()
+    store = get_store(session, store_id)
+    chosen = settings or settings_for(store)
+    computed_at = utcnow()
+    moment = as_of or computed_at
+    wanted = sorted({customer_id for customer_id in customer_ids if customer_id is not None})
+    refresh_customer_aggregates(session, store.id, wanted)
+    engine = DatabaseEngine(session)
+    bounds, values = scoring_inputs(engine, store.id, moment)
+    run = repository.score_run(session, store.id)
+    reason = full_rescore_reason(run, moment, chosen, bounds)
+    if reason is not None:
+        summary = score_from_aggregates(session, store, as_of=moment, settings=chosen)
+        summary.reason = reason
+        summary.seconds = time.perf_counter() - started
+        return summary
+    assert run is not None
+    changed = [
+        category
+        for category in set(values) | set(run.categories)
+        if values.get(category) != run.categories.get(category)
+    ]
+    previous = QuintileBounds.from_dict(run.bounds)
+    crossing: list[int] = []
+    if previous != bounds:  # the buyers between an old and a new bound change score too
+        measures = buyer_measures(
+            engine.table("customers"), store.id, engine.table("customer_aggregates"), moment
+        )
+        low, high = moved_bounds(previous, bounds)
+        crossing = [
+            row["customer_id"] for row in engine.fetch(crossing_buyers(measures, low, high))
+        ]
+    affected = sorted(
+        set(wanted)
+        | set(crossing)
+        | set(repository.vip_candidates(session, store.id, changed))
+        | set(repository.unmatched_scores(session, store.id))
+    )
+    if len(affected) > max(SELECTIVE_CHUNK, bounds.buyers // 5):
+        summary = score_from_aggregates(session, store, as_of=moment, settings=chosen)
+        summary.reason = f"{len(affected):,} customers' scores may change: cheaper to rescore all"
+        summary.seconds = time.perf_counter() - started
+        return summary
+    repository.delete_customer_rows(session, repository.scores_table, store.id, affected)
+    for chunk in repository.chunks(affected, SELECTIVE_CHUNK):
+        engine.insert_select(
+            "customer_scores",
+            score_rows(
+                engine.table("customers"),
+                store.id,
+                engine.table("customer_aggregates"),
+                engine.table("customer_category_aggregates"),
+                as_of=moment,
+                settings=chosen,
+                bounds=bounds,
+                customer_ids=list(chunk),
+            ),
+            columns=SCORE_COLUMNS,
+            constants={"computed_at": computed_at, "as_of": moment},
+            constant_types={"computed_at": UTCDateTime(), "as_of": UTCDateTime()},
+        )
+    _record_inputs(session, store.id, computed_at, moment, chosen, bounds, values)
+    summary = _summary(session, store.id, engine.name, moment, computed_at, started)
+    summary.mode = "selective"
+    summary.reason = (
+        "same as-of moment and settings; "
+        + (f"{len(crossing):,} buyers crossed a moved quintile bound" if crossing else
+           "the quintile bounds did not move")
+    )  # fmt: skip
+    summary.rescored = len(affected)
+    return summary
 
 
 def rescore_store(
@@ -200,6 +366,7 @@ def _rescore_elsewhere(
         repository.scores_table,
     ):
         repository.delete_store_rows(session, table, store.id)
+    repository.forget_score_run(session, store.id)  # its inputs are not recorded here
     stamps = {"computed_at": computed_at, "as_of": moment}
     if arrow:
         repository.insert_arrow(

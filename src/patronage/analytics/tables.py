@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patronage.db.base import Base
 from patronage.db.mixins import IdType
-from patronage.db.types import Money, UTCDateTime
+from patronage.db.types import JSONDocument, Money, UTCDateTime
 
 
 class CustomerAggregate(Base):
@@ -79,3 +80,19 @@ class CustomerScore(Base):
     preferred_category_2: Mapped[str | None] = mapped_column(String(200), nullable=True)
     preferred_category_3: Mapped[str | None] = mapped_column(String(200), nullable=True)
     best_contact_hour: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ScoreRun(Base):
+    """What a store's stored scores were computed from: an incremental rescore compares them."""
+
+    __tablename__ = "customer_score_runs"
+
+    store_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True
+    )
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime())
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    # The quintile bounds of all buyers and the per-category purchases and net value (VIP flag).
+    bounds: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    categories: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
