@@ -47,6 +47,8 @@ def test_demo_prints_keys_and_example_requests(cli_database: str) -> None:
     assert "secret key:" in result.stdout and "publishable key:" in result.stdout
     assert 'curl -H "Authorization: Bearer sk_live_' in result.stdout
     assert "http://127.0.0.1:8123/v1/customers/" in result.stdout
+    assert "membership" in result.stdout and "bronze" in result.stdout
+    assert "patronage loyalty verify --store" in " ".join(result.stdout.split())
 
 
 def test_demo_rejects_a_bad_date(cli_database: str) -> None:

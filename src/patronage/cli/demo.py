@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import typer
@@ -96,6 +96,30 @@ def demo(
         uvicorn.run(create_app(engine), host=host, port=port, log_level="info")
 
 
+def _print_membership(membership: dict[str, Any], store_id: int) -> None:
+    """One line each: members by tier, points states, notices, coupons and referrals."""
+    if not membership:
+        return
+
+    def listing(counts: dict[str, int]) -> str:
+        return ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in counts.items())
+
+    console.print(
+        f"[bold]membership[/] {membership['members']:,} members — "
+        f"{listing(membership['tiers'])}; heritage {membership['heritage']:,}"
+    )
+    console.print(
+        f"  points: {membership['with_pending_points']:,} members with pending points, "
+        f"{membership['with_available_points']:,} with available points, "
+        f"{membership['in_debt']:,} in debt (refunds after spending)"
+    )
+    console.print(f"  pending notices: {listing(membership['pending_notices'])}")
+    console.print(f"  coupons: {listing(membership['coupons'])}")
+    console.print(f"  referrals: {listing(membership['referrals'])}")
+    check = f"patronage loyalty verify --store {store_id}"
+    console.print(f"  every balance checks: {check}", highlight=False)
+
+
 def _print_summary(summary: DemoSummary, host: str, port: int) -> None:
     """The store, its markets, its keys and a few requests to try."""
     from rich.table import Table
@@ -121,6 +145,7 @@ def _print_summary(summary: DemoSummary, host: str, port: int) -> None:
             f"{market.refunded_base:,.2f}",
         )  # fmt: skip
     console.print(table)
+    _print_membership(summary.membership, summary.store_id)
     console.print(f"secret key:      {summary.secret_key}   (admin API; shown once)")
     console.print(f"publishable key: {summary.publishable_key}   (tracking write key)")
     console.print(f"webhook secret:  {summary.webhook_secret}")
