@@ -383,6 +383,10 @@ def case_incremental(tables: dict[str, pa.Table]) -> tuple[Timing, pd.DataFrame,
     kept_bounds, kept_values = quintile_bounds(measures_now()), category_values_now()
     raw.register("new_orders", new)
     raw.execute("INSERT INTO orders SELECT * FROM new_orders").fetchall()
+    # The direct-indexed aggregation that speeds up grouping all 10M orders by customer costs
+    # a table over the whole id range for each group-by; 10,000 customers group faster without
+    # it (the refresh: 0.33 s of CPU with it, 0.09 s without).
+    raw.execute("SET perfect_ht_threshold = 12").fetchall()
     with clocks() as elapsed:
         raw.execute("INSERT INTO touched_customers SELECT DISTINCT customer_id FROM new_orders")
         raw.execute(

@@ -65,8 +65,9 @@ def test_bounds_read_scores_equal_to_ranking_every_buyer() -> None:
     import numpy as np
 
     rng = np.random.default_rng(3)
-    for size in (1, 2, 5, 7, 31, 200):
-        values = rng.integers(0, 12, size=size)
+    for size, spread in ((1, 12), (2, 12), (5, 12), (7, 12), (31, 12), (200, 12), (300, 10**9)):
+        values = rng.integers(-spread, spread, size=size)
+        values[: size // 3] = values[0]  # ties
         bounds = quintile_bounds(
             {"recency_days": values, "order_count": values, "net_revenue": values}
         )

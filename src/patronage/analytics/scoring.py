@@ -531,7 +531,7 @@ def quintile_bounds(values: Mapping[str, Any]) -> QuintileBounds:
     found: dict[str, tuple[int, ...]] = {}
     for _, measure, larger_is_worse in QUINTILE_MEASURES:
         array = -arrays[measure] if larger_is_worse else arrays[measure]
-        picked = np.partition(array, positions)[positions] if positions else array[:0]
+        picked = _order_statistics(array, positions) if positions else array[:0]
         found[measure] = tuple(int(-value if larger_is_worse else value) for value in picked)
     return QuintileBounds(buyers=buyers, **found)
 
@@ -605,6 +605,21 @@ def fill_bounds(sql: str, markers: QuintileBounds, bounds: QuintileBounds) -> st
                 raise ValueError(f"compiled SQL lost the bound marker {marker}")
             sql = sql.replace(str(marker), str(int(value)))
     return sql
+
+
+def _order_statistics(array: Any, positions: list[int]) -> Any:
+    """The values at `positions` of the sorted integer `array`, without sorting it.
+
+    Values spanning a small range (recency days, order counts) are counted (a histogram and its
+    running total: a few milliseconds for a million); others are selected in place (introselect).
+    """
+    import numpy as np
+
+    lowest, highest = int(array.min()), int(array.max())
+    if highest - lowest <= 4 * len(array) + 1_024:
+        running = np.cumsum(np.bincount(array - lowest))
+        return np.searchsorted(running, np.asarray(positions), side="right") + lowest
+    return np.partition(array, positions)[positions]
 
 
 def _with_bound_scores(prepared: ir.Table, bounds: QuintileBounds) -> ir.Table:
