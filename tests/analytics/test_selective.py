@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import ibis
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,6 +21,9 @@ from patronage.analytics.scoring import (
     bound_positions,
     buyer_measures,
     category_rows,
+    crossing_buyers,
+    crossing_ids,
+    moved_bounds,
     quintile_bounds,
     score_rows,
 )
@@ -183,3 +187,42 @@ def test_on_duckdb_scoring_some_customers_with_bounds_equals_ranking_everyone(
             score_rows(customers, store.id, aggregates, categories, customer_ids=[1], **common)
     finally:
         engine.close()
+
+
+def test_crossing_buyers_in_sql_and_numpy_agree() -> None:
+    """The buyers between moved bounds: the Ibis definition (on DuckDB) and the NumPy one."""
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(5)
+    size = 500
+    measures = pa.table(
+        {
+            "customer_id": np.arange(1, size + 1, dtype=np.int64),
+            "recency_days": rng.integers(0, 400, size=size),
+            "order_count": rng.integers(1, 9, size=size),
+            "net_revenue": rng.integers(1, 10**7, size=size),
+        }
+    )
+    old = quintile_bounds(
+        {name: measures.column(name).to_numpy() for name in measures.column_names}
+    )
+    changed = measures.set_column(
+        3, "net_revenue", pa.array(measures.column("net_revenue").to_numpy() // 2)
+    )
+    arrays = {name: changed.column(name).to_numpy() for name in changed.column_names}
+    new = quintile_bounds(arrays)
+    low, high = moved_bounds(old, new)
+    assert low != high
+    from_numpy = sorted(int(value) for value in crossing_ids(arrays, low, high))
+    connection = ibis.duckdb.connect()
+    try:
+        connection.con.register("arrow_measures", changed)
+        connection.con.execute("CREATE TABLE measures AS SELECT * FROM arrow_measures")
+        table = connection.table("measures")
+        from_sql = sorted(
+            int(value) for value in crossing_buyers(table, low, high).to_pyarrow()["customer_id"]
+        )
+    finally:
+        connection.disconnect()
+    assert from_numpy == from_sql and from_numpy

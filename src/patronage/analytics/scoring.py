@@ -12,7 +12,8 @@ Two layers:
 2. `score_rows`: recency, frequency, monetary value, RFM scores and segments, lifecycle stage,
    repurchase interval, VIP flag, preferred categories and best contact hour, from layer 1.
 A full rescoring is layer 2 over layer 1 over the raw tables; an incremental one is layer 2 over
-the kept aggregates. Both run the same definitions, so they agree exactly.
+the kept aggregates. Both run the same definitions, so they agree exactly. A selective one scores
+only some customers, reading their quintile scores from the `QuintileBounds` of all buyers.
 """
 
 from __future__ import annotations
