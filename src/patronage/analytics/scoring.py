@@ -232,9 +232,14 @@ def revenue_orders(
     )
 
 
-def only_live(table: ir.Table, sources: Sources, store_id: int) -> ir.Table:
-    """Keep the rows of `table` whose `customer_id` is a live customer of the store."""
-    customers = live_customers(sources.customers, store_id)
+def only_live(
+    table: ir.Table, sources: Sources, store_id: int, customer_ids: CustomerFilter = None
+) -> ir.Table:
+    """Keep the rows of `table` whose `customer_id` is a live customer of the store.
+
+    With `customer_ids` (the rows' customers) only those customers are looked up, not the store's.
+    """
+    customers = _only(live_customers(sources.customers, store_id), "id", customer_ids)
     joined = table.inner_join(customers.select(live_id=customers.id), [("customer_id", "live_id")])
     return joined.select(*table.columns)
 
@@ -278,7 +283,7 @@ def category_rows(sources: Sources, store_id: int, customer_ids: CustomerFilter 
         order_count=joined.order_id.count().cast("int64"),
         net_revenue=joined.net.sum().cast("int64"),
     )
-    return only_live(grouped, sources, store_id)
+    return only_live(grouped, sources, store_id, customer_ids)
 
 
 def contact_hours(
@@ -337,7 +342,10 @@ def aggregate_rows(
 ) -> ir.Table:
     """Layer 1: the `customer_aggregates` rows of the store (or of `customer_ids`)."""
     summaries = only_live(
-        order_summaries(revenue_orders(sources, store_id, customer_ids)), sources, store_id
+        order_summaries(revenue_orders(sources, store_id, customer_ids)),
+        sources,
+        store_id,
+        customer_ids,
     )
     hours = contact_hours(sources, store_id, zone_offsets, default_offset, customer_ids)
     hours = hours.select(hour_customer_id=hours.customer_id, hour=hours.best_contact_hour)
