@@ -121,7 +121,8 @@ def test_the_consumer_runs_queued_jobs_and_stops_on_sigterm(
     text = log.read_text()
     assert returncode == 0, text
     assert f"expire-points store {store_id}: members 1, expired 600" in text
-    assert f"rescore-customers store {store_id}: customers 1, refreshed 1, scored 1" in text
+    assert f"rescore-customers store {store_id}: customers 1, mode full" in text
+    assert "rescored 1, scored 1" in text
     assert "Shutting down gracefully" in text
 
 

@@ -203,10 +203,20 @@ def test_rescore_customers_after_new_orders_scores_them_once(
             engine=engine,
         )
 
-    assert rescore().details == {"customers": 1, "refreshed": 1, "scored": 2}
+    details = rescore().details
+    assert (details["mode"], details["scored"]) == ("full", 2)  # a new day: a new as-of
     assert _scores(engine, store_id)[cai]["order_count"] == 1
     # A second task for the same change finds the store scored since, and does nothing.
     assert rescore().details["skipped"] == "scored since the change"
+
+    # Later the same day, a new order is scored selectively: only what it can change.
+    clock.advance(timedelta(hours=2))
+    record_orders(engine, store_id, make_order("3", "cai@example.com", placed_at=utcnow()))
+    changed_at = utcnow()
+    clock.advance(timedelta(seconds=1))
+    details = rescore().details
+    assert details["mode"] == "selective", details
+    assert _scores(engine, store_id)[cai]["order_count"] == 2
 
 
 def test_an_unknown_job_or_store_is_a_clear_error(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from huey.exceptions import TaskLockedException
 from sqlalchemy import Engine
@@ -101,11 +102,26 @@ def _evaluate_tiers(session: Session, store_id: int, now: datetime) -> dict[str,
     }
 
 
+def scoring_as_of(now: datetime, timezone: str) -> datetime:
+    """The moment scores are computed as of: the end of the store's current local day (UTC).
+
+    Every rescoring of one day shares it, so the rescorings after new orders can take the
+    selective path (`analytics.service.rescore_customers`) instead of scoring the whole store
+    again; an order placed that day has a recency of 0 days.
+    """
+    zone = ZoneInfo(timezone)
+    local = now.astimezone(zone)
+    midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), zone)
+    return midnight.astimezone(UTC)
+
+
 def _rescore(session: Session, store_id: int, now: datetime) -> dict[str, Any]:
     from patronage.analytics.service import rescore_store
+    from patronage.stores.service import get_store
 
-    summary = rescore_store(session, store_id, as_of=now)
-    return {"customers": summary.customers, "engine": summary.engine}
+    as_of = scoring_as_of(now, get_store(session, store_id).timezone)
+    summary = rescore_store(session, store_id, as_of=as_of)
+    return {"customers": summary.customers, "engine": summary.engine, "as_of": as_of.isoformat()}
 
 
 JOBS: dict[str, Job] = {
@@ -194,13 +210,13 @@ def rescore_customers(
 ) -> JobResult:
     """Bring the scores up to date after `customer_ids`' orders changed at `changed_at`.
 
-    Scores are ranked across the store (RFM quintiles), so the whole store is scored again
-    from the kept aggregates; the customers' aggregates are refreshed first. A scoring that
-    started after `changed_at` already saw the change, so a burst of orders costs one scoring.
+    The customers' aggregates are refreshed, then the store is rescored as of the end of its
+    day: selectively (only the customers whose score can have changed) when the stored scores
+    are of the same day and settings, else every customer. A scoring that started after
+    `changed_at` already saw the change, so a burst of orders costs one scoring.
     """
-    from patronage.analytics.aggregates import refresh_customer_aggregates
     from patronage.analytics.repository import last_scored_at
-    from patronage.analytics.service import score_from_aggregates
+    from patronage.analytics.service import rescore_customers as rescore
     from patronage.stores.service import get_store
 
     wanted = sorted(set(customer_ids))
@@ -213,9 +229,16 @@ def rescore_customers(
             computed_at, _ = last_scored_at(session, store_id)
             if computed_at is not None and computed_at >= changed_at:
                 return {"customers": len(wanted), "skipped": "scored since the change"}
-            refreshed = refresh_customer_aggregates(session, store_id, wanted)
-            summary = score_from_aggregates(session, store)
-            return {"customers": len(wanted), "refreshed": refreshed, "scored": summary.customers}
+            summary = rescore(
+                session, store_id, wanted, as_of=scoring_as_of(utcnow(), store.timezone)
+            )
+            return {
+                "customers": len(wanted),
+                "mode": summary.mode,
+                "reason": summary.reason,
+                "rescored": summary.customers if summary.rescored is None else summary.rescored,
+                "scored": summary.customers,
+            }
 
     details = _locked(huey, ANALYTICS, store_id, lock_ttl_seconds, "rescore-customers", work)
     return JobResult(
