@@ -134,6 +134,37 @@ def test_broken_rows_are_reported_and_the_good_orders_land(
     assert by_line[16]["value"] == "abc" and "negative quantity" in by_line[17]["problem"]
 
 
+def test_two_orders_of_one_file_cannot_share_an_id(
+    engine: Engine, store_id: int, tmp_path: Path
+) -> None:
+    """The second would overwrite the first: it is rejected, naming the Id and the first order."""
+    with (FIXTURES / "shopify_orders_export.csv").open(newline="", encoding="utf-8") as handle:
+        header, *rows = list(csv.reader(handle))
+    name, order_id = header.index("Name"), header.index("Id")
+    shared = next(row[order_id] for row in rows if row[name] == "#1002")
+    first_of_1003 = next(index for index, row in enumerate(rows) if row[name] == "#1003")
+    rows[first_of_1003][order_id] = shared
+    path = tmp_path / "shared_id.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    summary = import_shopify_orders(path, store_id=store_id, engine=engine,
+                                    report_path=tmp_path / "shared.report.csv")  # fmt: skip
+    stored = orders_by_name(engine, store_id)
+    assert "#1002" in stored and "#1003" not in stored
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        starts: list[int] = []
+        previous = reader.line_num
+        for _row in reader:  # the line each row starts on (a quoted cell may span lines)
+            starts.append(previous + 1)
+            previous = reader.line_num
+    [problem] = [row for row in read_report(summary.report_path) if row["column"]]
+    assert problem["line"] == str(starts[first_of_1003])
+    assert (problem["column"], problem["record"]) == ("Id", "#1003")
+    assert "order #1002 (line" in problem["problem"]
+
+
 def test_rows_of_an_order_need_not_be_consecutive(
     engine: Engine, store_id: int, tmp_path: Path
 ) -> None:

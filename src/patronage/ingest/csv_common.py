@@ -760,6 +760,8 @@ class OrderImport:
         self.progress = progress
         self.pending: list[_PreparedOrder] = []
         self.recorded: list[int] = []  # ids of the orders written, for the catch-up at the end
+        # (source, external id) -> (record key, first line) of the orders taken from this file
+        self.identities: dict[tuple[str, str], tuple[str, int]] = {}
         with session_scope(self.engine) as session:
             store = get_store(session, self.store_id)
             self.rate_book: RateBook = load_rate_book(session, store.id, store.base_currency)
@@ -913,6 +915,17 @@ class OrderImport:
             line, column = self.builder.locate(str(error.extra.get("field", "")), rows)
             value = _cell_value(rows, line, column, self.csv_file.header)
             self._reject([Problem(line, column, value, error.detail)], lines, group.key)
+            return
+        identity = (order.source, order.external_id)
+        first = self.identities.setdefault(identity, (group.key, lines[0]))
+        if first[0] != group.key:
+            # Two orders of one file under one platform id: the second would overwrite the first.
+            line, column = self.builder.locate("external_id", rows)
+            self._reject([Problem(
+                line, column, order.external_id,
+                f"order {first[0]} (line {first[1]}) already has this id; "
+                f"two orders of one file cannot share it",
+            )], lines, group.key)  # fmt: skip
             return
         for warning in warnings:
             self.report.ignore(warning, group.key)
