@@ -71,3 +71,20 @@ def test_report_command(cli_database: str, frozen_clock: FrozenClock, tmp_path: 
     assert result.exit_code == 0, result.output
     page = target.read_text(encoding="utf-8")
     assert "market US" in page and ">6,685.00<" in page
+
+
+def test_without_a_spend_model_the_report_still_shows_churn_risk_and_calibration() -> None:
+    from patronage.analytics.report import _calibration_figure, _model_figure
+
+    models = {
+        "bgnbd": {"r": 0.35, "alpha": 8.4, "a": 1.4, "b": 5.9},
+        "gamma_gamma": None,
+        "spend_note": "the spend model (Gamma-Gamma) could not be fitted, so no CLV: p",
+        "calibration_end": "2026-05-25",
+        "clv": None,
+        "churn_risk": [0.1, 0.5, 0.9],
+        "calibration": [{"frequency": "0", "predicted": 0.2, "actual": 0.1, "customers": 3}],
+        "holdout_total": {"predicted": 580.0, "actual": 496.0},
+    }
+    assert [trace.name for trace in _model_figure(models).data] == ["churn risk"]
+    assert [trace.name for trace in _calibration_figure(models).data] == ["predicted", "actual"]

@@ -162,15 +162,25 @@ def model_outputs(engine: AnalyticsEngine, store: Store, as_of: datetime) -> dic
         value = np.array([row["average_value"] or 0.0 for row in rows], dtype=float)
         actual = np.array([row["holdout"] for row in rows], dtype=float)
         purchases = fit_bgnbd(frequency, recency, age)
-        spend = fit_gamma_gamma(frequency, value)
         horizon = HOLDOUT_DAYS / weeks
         predicted = purchases.probability_alive(
             frequency, recency, age
         ) * purchases.purchase_growth(frequency, age, np.array([horizon])).reshape(-1)
         alive = purchases.probability_alive(frequency, recency, age)
-        clv = customer_lifetime_value(purchases, spend, frequency, recency, age, value)
     except Exception as error:  # the models raise ModelFitError; anything else is reported too
-        return {"note": f"the models could not be fitted on this store: {error}"}
+        return {"note": f"the purchase model (BG/NBD) could not be fitted on this store: {error}"}
+    # Calibration and churn risk need only BG/NBD; CLV also needs the spend model.
+    spend_parameters: dict[str, float] | None = None
+    clv: list[float] | None = None
+    spend_note = ""
+    try:
+        spend = fit_gamma_gamma(frequency, value)
+        spend_parameters = spend.parameters()
+        clv = [float(item) for item in customer_lifetime_value(
+            purchases, spend, frequency, recency, age, value
+        )]  # fmt: skip
+    except Exception as error:
+        spend_note = f"the spend model (Gamma-Gamma) could not be fitted, so no CLV: {error}"
     groups = []
     for bucket in range(8):
         chosen = frequency >= bucket if bucket == 7 else frequency == bucket
@@ -185,9 +195,10 @@ def model_outputs(engine: AnalyticsEngine, store: Store, as_of: datetime) -> dic
             )
     return {
         "bgnbd": purchases.parameters(),
-        "gamma_gamma": spend.parameters(),
+        "gamma_gamma": spend_parameters,
+        "spend_note": spend_note,
         "calibration_end": calibration_end.date().isoformat(),
-        "clv": [float(item) for item in clv],
+        "clv": clv,
         "churn_risk": [float(1 - item) for item in alive],
         "calibration": groups,
         "holdout_total": {"predicted": float(predicted.sum()), "actual": float(actual.sum())},
@@ -215,14 +226,18 @@ def render_report(
             f'<p class="note">Customer lifetime value, churn risk and calibration: {note}.</p>'
         )
     else:
-        figures.append(
-            ("Customer lifetime value (12 months) and churn risk", _model_figure(models))
-        )
+        title = "Customer lifetime value (12 months) and churn risk"
+        figures.append((title if models["clv"] is not None else "Churn risk",
+                        _model_figure(models)))  # fmt: skip
         figures.append(("Calibration: predicted vs actual purchases in the holdout period",
                         _calibration_figure(models)))  # fmt: skip
+        spend = (
+            f"Gamma-Gamma {_parameters(models['gamma_gamma'])}"
+            if models["gamma_gamma"] is not None
+            else html.escape(models["spend_note"])
+        )
         model_html = (
-            f'<p class="note">BG/NBD {_parameters(models["bgnbd"])}; Gamma-Gamma '
-            f"{_parameters(models['gamma_gamma'])}; calibration ends "
+            f'<p class="note">BG/NBD {_parameters(models["bgnbd"])}; {spend}; calibration ends '
             f"{models['calibration_end']}, holdout {HOLDOUT_DAYS} days: predicted "
             f"{models['holdout_total']['predicted']:,.0f} purchases, actual "
             f"{models['holdout_total']['actual']:,.0f}.</p>"
@@ -442,6 +457,11 @@ def _model_figure(models: dict[str, Any]) -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    if models["clv"] is None:  # no spend model: churn risk alone
+        figure = make_subplots(rows=1, cols=1, subplot_titles=("Churn risk (1 - P(alive))",))
+        figure.add_trace(go.Histogram(x=models["churn_risk"], nbinsx=20, name="churn risk"))
+        figure.update_layout(height=380, showlegend=False, margin={"t": 40})
+        return figure
     figure = make_subplots(
         rows=1, cols=2, subplot_titles=("12-month CLV", "Churn risk (1 - P(alive))")
     )
