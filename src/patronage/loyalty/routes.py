@@ -60,6 +60,12 @@ def require_key(key: str | None) -> str:
     return key.strip()
 
 
+def mark_replayed(response: Response, replayed: bool) -> None:
+    """Tell the client a mutation's answer is the stored one of an earlier request."""
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+
+
 @contextmanager
 def unit_of_work(session: Session) -> Iterator[None]:
     """Commit (or roll back) in the thread that took the member's lock, before returning.
@@ -120,8 +126,7 @@ def change_points(
             points_in=points_in,
             idempotency_key=require_key(idempotency_key),
         )
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+    mark_replayed(response, replayed)
     return result
 
 
@@ -148,8 +153,7 @@ def redeem(
             redemption_in=redemption_in,
             idempotency_key=require_key(idempotency_key),
         )
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+    mark_replayed(response, replayed)
     return result
 
 
@@ -183,8 +187,7 @@ def award_action(
             points_in=points_in,
             idempotency_key=require_key(idempotency_key),
         )
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+    mark_replayed(response, replayed)
     return result
 
 

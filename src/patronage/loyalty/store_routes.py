@@ -27,7 +27,7 @@ from patronage.loyalty.program import (
 )
 from patronage.loyalty.referrals import record_referral, referral_view
 from patronage.loyalty.rewards import catalog, coupon_status, use_coupon
-from patronage.loyalty.routes import IdempotencyKey, require_key, unit_of_work
+from patronage.loyalty.routes import IdempotencyKey, mark_replayed, require_key, unit_of_work
 from patronage.loyalty.schemas import (
     CatalogOut,
     CouponStatusOut,
@@ -59,11 +59,6 @@ _WRITE: dict[int | str, dict[str, Any]] = {
 program_router = APIRouter(prefix="/v1/loyalty", tags=["loyalty program"])
 referrals_router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
 coupons_router = APIRouter(prefix="/v1/coupons", tags=["coupons"])
-
-
-def _replayed(response: Response, replayed: bool) -> None:
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
 
 
 def _program_out(session: DbSession, store_id: int, version: int | None) -> ProgramOut:
@@ -192,7 +187,7 @@ def write_program(
             request={"operation": "program", "program": document},
             work=work,
         )
-    _replayed(response, replayed)
+    mark_replayed(response, replayed)
     return ProgramOut.model_validate(result)
 
 
@@ -269,7 +264,7 @@ def notices_processed(
             work=work,
             now=moment,
         )
-    _replayed(response, replayed)
+    mark_replayed(response, replayed)
     return NoticesProcessedOut.model_validate(result)
 
 
@@ -323,9 +318,9 @@ def create_referral(
             result["reason"] or "blocked",
             referral_id=result["referral_id"],
         )
-        _replayed(blocked, replayed)
+        mark_replayed(blocked, replayed)
         return blocked
-    _replayed(response, replayed)
+    mark_replayed(response, replayed)
     return ReferralOut.model_validate(result)
 
 
@@ -371,5 +366,5 @@ def use_coupon_at_checkout(
             work=work,
             now=moment,
         )
-    _replayed(response, replayed)
+    mark_replayed(response, replayed)
     return CouponStatusOut.model_validate(result)
