@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, SessionTransaction
 
 from patronage.orders.service import forget_changed_customers, take_changed_customers
-from patronage.worker.settings import WorkerSettings, load_settings
+from patronage.worker.settings import WorkerSettings, default_queue_path, load_settings
 
 logger = logging.getLogger("patronage.worker")
 
@@ -71,7 +71,7 @@ def queue_url_for(settings: WorkerSettings, database_url: str) -> str | None:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
-    return settings.model_copy(update={"database_url": database_url}).resolved_queue_url()
+    return f"sqlite:///{default_queue_path(database_url)}"
 
 
 def _after_commit(session: Session) -> None:
