@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,29 +13,17 @@ import pytest
 from sqlalchemy import Engine
 
 from patronage.db.session import session_scope
-from patronage.kit.clock import Clock, FrozenClock, get_clock, set_clock
+from patronage.kit.clock import FrozenClock
 from patronage.loyalty.program import default_program, set_program
 from patronage.orders.schemas import OrderIn
 from patronage.stores.models import Store
 from patronage.stores.service import NewStore
 from patronage.worker.queue import create_queue
 from tests.conftest import skip_or_fail
+from tests.loyalty.conftest import START, clock  # noqa: F401 - the same frozen clock
 
-START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 REDIS_URL = os.environ.get("PATRONAGE_TEST_REDIS", "redis://127.0.0.1:6379/11")
 LOCK_TTL = 600
-
-
-@pytest.fixture
-def clock() -> Iterator[FrozenClock]:
-    """The process clock frozen at START; tests move it."""
-    previous: Clock = get_clock()
-    frozen = FrozenClock(START)
-    set_clock(frozen)
-    try:
-        yield frozen
-    finally:
-        set_clock(previous)
 
 
 @pytest.fixture
@@ -82,7 +69,7 @@ def redis_queue(redis_url: str, redis_queue_name: str) -> Any:
 
 
 @pytest.fixture
-def loyal_store(engine: Engine, committed_store: NewStore, clock: FrozenClock) -> Store:
+def loyal_store(engine: Engine, committed_store: NewStore, clock: FrozenClock) -> Store:  # noqa: F811
     """A committed store with the default program in force."""
     with session_scope(engine) as session:
         set_program(session, committed_store.store.id, default_program(), source="test")
